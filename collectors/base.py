@@ -1,0 +1,99 @@
+"""What every collector is: it says whether it can run here, then fills a Profile.
+
+Collectors import ``profiler.model``, ``profiler.target`` and
+``profiler.errors`` only; never the CLI or a renderer.  Platform-only
+imports (bcc, python-ptrace) happen inside the collector's methods, so that
+``import collectors`` works on every system.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from profiler.model import Profile
+from profiler.target import Credentials
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether something can run here; if not, why and how to fix it."""
+
+    ok: bool
+    reason: str = ""
+    fix: str = ""
+
+    @classmethod
+    def yes(cls, detail: str = "") -> Availability:
+        return cls(True, detail)
+
+    @classmethod
+    def no(cls, reason: str, fix: str = "") -> Availability:
+        return cls(False, reason, fix)
+
+
+@dataclass(frozen=True)
+class ProbeMethod:
+    """One way of measuring something (for ``stprof doctor``)."""
+
+    what: str  # e.g. "syscalls", "fault time", "interrupts", "stacks"
+    method: str  # e.g. "raw_syscalls tracepoints"
+    availability: Availability
+
+
+@dataclass
+class Options:
+    """What the user asked for, as every collector reads it."""
+
+    command: list[str] = field(default_factory=list)
+    attach_pid: int | None = None
+    follow: bool = True
+    credentials: Credentials | None = None
+    kernel_stacks: str = "faults"  # "faults", "all" or "off"
+    stack_frequency_hz: int = 999
+    want_stacks: bool = True
+
+
+class Collector(ABC):
+    """One way of measuring syscalls and traps."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    # sys.platform prefixes this collector is meant for; auto only tries these.
+    platforms: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Can this collector run here, as this user, now?"""
+
+    @classmethod
+    def methods(cls) -> list[ProbeMethod]:
+        """Each probe method this collector may use, for ``stprof doctor``."""
+        return []
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def prepare(self) -> None:
+        """Compile and load probes once; ``run`` may then be called many times."""
+
+    @abstractmethod
+    def run(self) -> Profile:
+        """Start (or attach to) the target, trace it to its end, return the Profile.
+
+        The Profile's ``exit_status`` is the command's (None in attach mode).
+        Each call is one independent run: counters start from zero.  Must leave
+        no process stopped, whatever happens.
+        """
+
+    def close(self) -> None:
+        """Detach every probe.  Safe to call twice."""
+
+    def __enter__(self) -> Collector:
+        self.prepare()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,410 @@
+"""The Profile: what one traced run measured, as every collector fills it.
+
+The Profile is plain data.  It knows nothing of collectors or renderers; it
+serialises itself to the documented JSON schema (docs/schema.md) and refuses
+to load any other schema version.  Times are integers in nanoseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from profiler.errors import InputError
+
+SCHEMA = "stprof/1"
+
+
+# ----------------------------------------------------------------- histograms
+def log2_bucket(value_ns: int) -> int:
+    """Index of the log2 bucket holding ``value_ns``.
+
+    Bucket 0 holds 0 ns; bucket i (i >= 1) holds [2**(i-1), 2**i) ns, the
+    same slots as bcc's ``bpf_log2l()`` and DTrace's ``quantize()`` (positive
+    side), so every collector's histogram means the same thing.
+    """
+    return max(0, int(value_ns)).bit_length()
+
+
+def bucket_bounds(index: int) -> tuple[int, int]:
+    """The [low, high) bounds in ns of log2 bucket ``index``."""
+    if index == 0:
+        return (0, 1)
+    return (1 << (index - 1), 1 << index)
+
+
+def add_to_hist(hist: list[int], value_ns: int, count: int = 1) -> None:
+    index = log2_bucket(value_ns)
+    if index >= len(hist):
+        hist.extend([0] * (index + 1 - len(hist)))
+    hist[index] += count
+
+
+def merge_hist(into: list[int], other: list[int]) -> None:
+    if len(other) > len(into):
+        into.extend([0] * (len(other) - len(into)))
+    for index, count in enumerate(other):
+        into[index] += count
+
+
+def trim_hist(hist: list[int]) -> list[int]:
+    end = len(hist)
+    while end and hist[end - 1] == 0:
+        end -= 1
+    return hist[:end]
+
+
+# ------------------------------------------------------------------ sections
+@dataclass
+class SyscallStats:
+    """Calls, errors and time of one syscall over the traced tree.
+
+    ``total_ns`` is the time shown; where a collector corrects for its own
+    overhead (ptrace) ``raw_total_ns`` keeps the uncorrected figure.
+    ``faults`` counts page faults taken inside this syscall, and
+    ``fault_ns`` their handling time where measured.
+    """
+
+    calls: int = 0
+    errors: int = 0
+    errnos: dict[str, int] = field(default_factory=dict)
+    total_ns: int = 0
+    min_ns: int | None = None
+    max_ns: int = 0
+    hist: list[int] = field(default_factory=list)
+    raw_total_ns: int | None = None
+    faults: int = 0
+    fault_ns: int | None = None
+
+    def record(self, duration_ns: int, errno_name: str | None = None) -> None:
+        """Add one completed call (used by collectors counting in user space)."""
+        self.calls += 1
+        if errno_name is not None:
+            self.errors += 1
+            self.errnos[errno_name] = self.errnos.get(errno_name, 0) + 1
+        self.total_ns += duration_ns
+        if self.min_ns is None or duration_ns < self.min_ns:
+            self.min_ns = duration_ns
+        if duration_ns > self.max_ns:
+            self.max_ns = duration_ns
+        add_to_hist(self.hist, duration_ns)
+
+    def merge(self, other: SyscallStats) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        for name, count in other.errnos.items():
+            self.errnos[name] = self.errnos.get(name, 0) + count
+        self.total_ns += other.total_ns
+        if other.min_ns is not None and (self.min_ns is None or other.min_ns < self.min_ns):
+            self.min_ns = other.min_ns
+        self.max_ns = max(self.max_ns, other.max_ns)
+        merge_hist(self.hist, other.hist)
+        if other.raw_total_ns is not None:
+            self.raw_total_ns = (self.raw_total_ns or 0) + other.raw_total_ns
+        self.faults += other.faults
+        if other.fault_ns is not None:
+            self.fault_ns = (self.fault_ns or 0) + other.fault_ns
+
+    @property
+    def avg_ns(self) -> float:
+        return self.total_ns / self.calls if self.calls else 0.0
+
+
+@dataclass
+class Rusage:
+    """Resource usage of the whole traced tree, as wait4()/getrusage() report it."""
+
+    user_ns: int = 0
+    sys_ns: int = 0
+    minflt: int = 0
+    majflt: int = 0
+    nvcsw: int = 0
+    nivcsw: int = 0
+
+    @classmethod
+    def from_struct(cls, usage: Any) -> Rusage:
+        """From a ``resource.struct_rusage`` (as os.wait4 returns it)."""
+        return cls(
+            user_ns=round(usage.ru_utime * 1e9),
+            sys_ns=round(usage.ru_stime * 1e9),
+            minflt=usage.ru_minflt,
+            majflt=usage.ru_majflt,
+            nvcsw=usage.ru_nvcsw,
+            nivcsw=usage.ru_nivcsw,
+        )
+
+
+@dataclass
+class Faults:
+    """Page faults of the traced tree.
+
+    ``user`` faults were taken in user mode, ``in_syscall`` inside a syscall
+    (copy to or from user memory); ``minor``/``major`` split the completed
+    ones.  ``total_ns`` is null when the method measures no time.  ``method``
+    names how they were measured and ``precision`` what that means.
+    """
+
+    count: int = 0
+    user: int = 0
+    in_syscall: int = 0
+    minor: int = 0
+    major: int = 0
+    total_ns: int | None = None
+    user_ns: int | None = None
+    in_syscall_ns: int | None = None
+    hist: list[int] = field(default_factory=list)
+    method: str = "none"
+    precision: str = ""
+
+
+@dataclass
+class Irqs:
+    """Interrupts taken while a traced thread was on the CPU."""
+
+    count: int = 0
+    total_ns: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    method: str = "none"
+
+
+@dataclass
+class Budget:
+    """Where the tree's threads spent their lifetimes; the parts add up to it.
+
+    Summed over every traced thread: ``lifetime_ns`` is from each thread's
+    start (or attach) to its exit (or detach).
+    """
+
+    lifetime_ns: int = 0
+    user_ns: int = 0
+    syscall_cpu_ns: int = 0
+    syscall_blocked_ns: int = 0
+    fault_user_ns: int = 0
+    fault_in_syscall_ns: int = 0
+    irq_ns: int = 0
+    runqueue_ns: int = 0
+    unexplained_ns: int = 0
+
+    PARTS = (
+        "user_ns",
+        "syscall_cpu_ns",
+        "syscall_blocked_ns",
+        "fault_user_ns",
+        "fault_in_syscall_ns",
+        "irq_ns",
+        "runqueue_ns",
+        "unexplained_ns",
+    )
+
+    def parts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.PARTS}
+
+
+@dataclass
+class ProcessStats:
+    """One process of the tree (its threads summed)."""
+
+    pid: int
+    ppid: int | None = None
+    comm: str = ""
+    threads: int = 1
+    exit_status: int | None = None
+    syscalls: int = 0
+    syscall_errors: int = 0
+    syscall_ns: int = 0
+    minflt: int = 0
+    majflt: int = 0
+    user_ns: int | None = None
+    sys_ns: int | None = None
+    fault_ns: int | None = None
+
+
+@dataclass
+class Stacks:
+    """Kernel stacks sampled while the target was in a fault (or all kernel time)."""
+
+    mode: str = "faults"
+    frequency_hz: int = 0
+    samples: int = 0
+    folded: dict[str, int] = field(default_factory=dict)
+
+    def top_functions(self, limit: int = 10) -> list[tuple[str, int]]:
+        """Leaf kernel functions by number of samples, most first."""
+        by_leaf: dict[str, int] = {}
+        for stack, count in self.folded.items():
+            leaf = stack.rsplit(";", 1)[-1]
+            by_leaf[leaf] = by_leaf.get(leaf, 0) + count
+        return sorted(by_leaf.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+# ------------------------------------------------------------------- profile
+@dataclass
+class Profile:
+    command: list[str] = field(default_factory=list)
+    exit_status: int | None = None
+    collector: str = ""
+    wall_ns: int = 0
+    rusage: Rusage = field(default_factory=Rusage)
+    syscalls: dict[str, SyscallStats] = field(default_factory=dict)
+    processes: list[ProcessStats] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
+    notes: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)
+    irqs: Irqs | None = None
+    budget: Budget | None = None
+    stacks: Stacks | None = None
+    attached_pid: int | None = None
+    host: dict[str, str] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    # ---- derived figures
+    def syscall(self, name: str) -> SyscallStats:
+        """The stats of ``name``, created empty on first use."""
+        stats = self.syscalls.get(name)
+        if stats is None:
+            stats = self.syscalls[name] = SyscallStats()
+        return stats
+
+    @property
+    def total_calls(self) -> int:
+        return sum(s.calls for s in self.syscalls.values())
+
+    @property
+    def total_errors(self) -> int:
+        return sum(s.errors for s in self.syscalls.values())
+
+    @property
+    def total_syscall_ns(self) -> int:
+        return sum(s.total_ns for s in self.syscalls.values())
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # ---- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema": self.schema}
+        for f in fields(self):
+            if f.name == "schema":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "syscalls":
+                value = {name: _syscall_dict(s) for name, s in sorted(value.items())}
+            elif f.name == "processes":
+                value = [asdict(p) for p in value]
+            elif f.name == "faults":
+                value = asdict(value)
+                value["hist"] = trim_hist(value["hist"])
+            elif value is not None and hasattr(value, "__dataclass_fields__"):
+                value = asdict(value)
+            data[f.name] = value
+        return data
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "profile") -> Profile:
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: not a stprof profile (expected a JSON object)")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise InputError(
+                f"{source}: unsupported schema {schema!r} (this stprof reads {SCHEMA!r})"
+            )
+        try:
+            return cls(
+                command=list(data["command"]),
+                exit_status=data.get("exit_status"),
+                collector=str(data["collector"]),
+                wall_ns=int(data["wall_ns"]),
+                rusage=Rusage(**data["rusage"]),
+                syscalls={
+                    name: _syscall_from(value) for name, value in data["syscalls"].items()
+                },
+                processes=[ProcessStats(**p) for p in data.get("processes", [])],
+                faults=Faults(**data["faults"]),
+                notes=list(data.get("notes", [])),
+                timing=dict(data.get("timing") or {}),
+                irqs=Irqs(**data["irqs"]) if data.get("irqs") else None,
+                budget=_budget_from(data["budget"]) if data.get("budget") else None,
+                stacks=Stacks(**data["stacks"]) if data.get("stacks") else None,
+                attached_pid=data.get("attached_pid"),
+                host=dict(data.get("host") or {}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{source}: malformed stprof profile ({_describe(exc)})") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "profile") -> Profile:
+        return cls.from_dict(load_json_text(text, source), source)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_text_atomically(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Profile:
+        return cls.from_json(read_input_file(path), str(path))
+
+
+def _syscall_dict(stats: SyscallStats) -> dict[str, Any]:
+    data = asdict(stats)
+    data["hist"] = trim_hist(stats.hist)
+    data["errnos"] = dict(sorted(stats.errnos.items()))
+    return data
+
+
+def _syscall_from(value: dict[str, Any]) -> SyscallStats:
+    stats = SyscallStats(**value)
+    stats.hist = list(stats.hist)
+    return stats
+
+
+def _budget_from(value: dict[str, Any]) -> Budget:
+    return Budget(**{k: int(v) for k, v in value.items()})
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing key {exc.args[0]!r}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# ----------------------------------------------------------------- file I/O
+def read_input_file(path: str | os.PathLike[str]) -> str:
+    """Read a file given on the command line, as one-line InputErrors."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+
+
+def load_json_text(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        ) from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None

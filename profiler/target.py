@@ -1,0 +1,299 @@
+"""Starting the command to profile, paused until the probes are in place.
+
+The child is forked and blocks reading a gate pipe; the collector attaches
+its probes (or ptrace) to the paused pid and only then releases it, so the
+command's very first syscall (its execve) is seen.  A second, close-on-exec
+pipe carries a failed exec's errno back, so a missing command is reported as
+exit status 127 with one line and no traceback.
+
+Under sudo the child drops to the invoking user before exec: root is for the
+probes, not for the command.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiler.errors import CommandNotExecutable, CommandNotFound, UsageError
+
+
+# ---------------------------------------------------------------- identity
+@dataclass(frozen=True)
+class Credentials:
+    """Who the command runs as; ``None`` means as stprof itself."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    user: str
+    home: str
+
+    @classmethod
+    def for_user(cls, name_or_uid: str) -> Credentials:
+        try:
+            entry = (
+                pwd.getpwuid(int(name_or_uid))
+                if name_or_uid.isdigit()
+                else pwd.getpwnam(name_or_uid)
+            )
+        except (KeyError, ValueError):
+            raise UsageError(f"unknown user {name_or_uid!r}") from None
+        groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+        return cls(entry.pw_uid, entry.pw_gid, groups, entry.pw_name, entry.pw_dir)
+
+    @classmethod
+    def from_sudo(cls, environ: dict[str, str]) -> Credentials | None:
+        """The invoking user when stprof runs as root under sudo, else None."""
+        if os.geteuid() != 0 or "SUDO_UID" not in environ:
+            return None
+        uid = int(environ["SUDO_UID"])
+        if uid == 0:
+            return None
+        creds = cls.for_user(str(uid))
+        gid = int(environ.get("SUDO_GID", creds.gid))
+        return cls(creds.uid, gid, creds.groups, creds.user, creds.home)
+
+
+def choose_credentials(
+    user: str | None, as_root: bool, environ: dict[str, str]
+) -> Credentials | None:
+    """``-u USER`` wins; under sudo the invoking user unless ``--as-root``."""
+    if user is not None:
+        if os.geteuid() != 0:
+            raise UsageError("-u USER needs stprof to run as root")
+        return Credentials.for_user(user)
+    if as_root:
+        return None
+    return Credentials.from_sudo(environ)
+
+
+# ---------------------------------------------------------------- commands
+def resolve_command(argv: list[str], path: str | None = None) -> str:
+    """The executable argv[0] names, or a one-line error (127/126) like a shell."""
+    if not argv:
+        raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
+    name = argv[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise CommandNotFound(f"{name}: command not found")
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise CommandNotExecutable(f"{name}: permission denied")
+        return name
+    found = shutil.which(name, path=path)
+    if found is None:
+        raise CommandNotFound(f"{name}: command not found")
+    return found
+
+
+def decode_wait_status(status: int) -> int:
+    """A shell's view of a wait status: the exit code, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + os.WSTOPSIG(status)
+
+
+@dataclass
+class PausedChild:
+    """A forked child waiting at the gate; ``release()`` lets it exec."""
+
+    pid: int
+    executable: str
+    argv: list[str]
+    _gate_w: int
+    _error_r: int
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    released_ns: int | None = None
+
+    def release(self) -> None:
+        """Let the child exec.  Raises if the exec itself failed."""
+        self.released_ns = time.monotonic_ns()
+        try:
+            os.write(self._gate_w, b"g")
+        except BrokenPipeError:
+            pass
+        os.close(self._gate_w)
+        self._gate_w = -1
+
+    def exec_error(self) -> int | None:
+        """After release: the exec's errno if it failed, else None (blocks until exec)."""
+        try:
+            data = _read_all(self._error_r)
+        finally:
+            os.close(self._error_r)
+            self._error_r = -1
+        if not data:
+            return None
+        return int(data.decode())
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        for fd in (self._gate_w, self._error_r):
+            if fd >= 0:
+                os.close(fd)
+        self._gate_w = self._error_r = -1
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 64)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def raise_exec_error(argv0: str, err: int) -> None:
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        raise CommandNotFound(f"{argv0}: command not found")
+    raise CommandNotExecutable(f"{argv0}: {os.strerror(err)}")
+
+
+def spawn_paused(
+    argv: list[str],
+    creds: Credentials | None = None,
+    child_setup: Callable[[], None] | None = None,
+    environ: dict[str, str] | None = None,
+) -> PausedChild:
+    """Fork a child that waits at a gate, then drops privileges and execs argv.
+
+    ``child_setup`` runs in the child after the gate opens and before the
+    privilege drop (the ptrace collector uses it for nothing today; kept for
+    collectors that must act from inside the child).
+    """
+    executable = resolve_command(argv)
+    env = dict(os.environ if environ is None else environ)
+    if creds is not None:
+        env.update(HOME=creds.home, USER=creds.user, LOGNAME=creds.user)
+    gate_r, gate_w = os.pipe()
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        _child(executable, argv, env, creds, child_setup, gate_r, gate_w, error_r, error_w)
+    os.close(gate_r)
+    os.close(error_w)
+    return PausedChild(pid, executable, list(argv), gate_w, error_r)
+
+
+def _child(
+    executable: str,
+    argv: list[str],
+    env: dict[str, str],
+    creds: Credentials | None,
+    child_setup: Callable[[], None] | None,
+    gate_r: int,
+    gate_w: int,
+    error_r: int,
+    error_w: int,
+) -> None:  # pragma: no cover - runs in the child
+    err = errno.EIO
+    try:
+        os.close(gate_w)
+        os.close(error_r)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if os.read(gate_r, 1) != b"g":
+            os._exit(125)
+        os.close(gate_r)
+        if child_setup is not None:
+            child_setup()
+        if creds is not None:
+            os.setgroups(list(creds.groups))
+            os.setgid(creds.gid)
+            os.setuid(creds.uid)
+        os.execve(executable, argv, env)
+    except OSError as exc:
+        err = exc.errno or errno.EIO
+    except BaseException:
+        err = errno.EIO
+    try:
+        os.write(error_w, str(err).encode())
+    finally:
+        os._exit(127 if err in (errno.ENOENT, errno.ENOTDIR) else 126)
+
+
+# ------------------------------------------------------------------ signals
+class Interrupted(Exception):
+    """Raised in attach mode when the user asks stprof to stop tracing."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def terminal_delivers_to(pid: int) -> bool:
+    """True when a Ctrl-C on our terminal reaches ``pid`` as well as us.
+
+    That is when we are in the terminal's foreground process group and so is
+    the target (it inherited our group).  Then SIGINT/SIGQUIT are not
+    forwarded, or the command would see each Ctrl-C twice.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        foreground = os.tcgetpgrp(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        return foreground == os.getpgrp() == os.getpgid(pid)
+    except OSError:
+        return False
+
+
+@dataclass
+class SignalState:
+    received: list[int] = field(default_factory=list)
+
+
+@contextmanager
+def relay_signals(target_pid: int | None) -> Iterator[SignalState]:
+    """While tracing: pass SIGINT, SIGTERM, SIGHUP, SIGQUIT on to the command.
+
+    With ``target_pid`` None (attach mode) the first such signal raises
+    :class:`Interrupted` instead, so the collector detaches and reports.
+    stprof itself keeps running until the command exits, so the partial
+    profile is always reported.
+    """
+    state = SignalState()
+    terminal_shared = target_pid is not None and terminal_delivers_to(target_pid)
+
+    def handler(signum: int, _frame: Any) -> None:
+        state.received.append(signum)
+        if target_pid is None:
+            raise Interrupted(signum)
+        from_terminal = signum in (signal.SIGINT, signal.SIGQUIT) and terminal_shared
+        if not from_terminal:
+            try:
+                os.kill(target_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, handler) for sig in RELAYED_SIGNALS}
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
