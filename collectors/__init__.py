@@ -27,8 +27,8 @@ __all__ = [
     "Collector",
     "Options",
     "ProbeMethod",
-    "collector_class",
     "choose",
+    "collector_class",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,13 @@ class Stacks:
 
 
 # ------------------------------------------------------------------- profile
+def describe_host() -> dict[str, str]:
+    """Where a profile was taken: enough to tell two machines apart."""
+    uname = platform.uname()
+    return {"system": uname.system, "kernel": uname.release, "machine": uname.machine,
+            "hostname": uname.node}
+
+
 @dataclass
 class Profile:
     command: list[str] = field(default_factory=list)
@@ -257,7 +265,7 @@ class Profile:
     budget: Budget | None = None
     stacks: Stacks | None = None
     attached_pid: int | None = None
-    host: dict[str, str] = field(default_factory=dict)
+    host: dict[str, str] = field(default_factory=lambda: describe_host())
     schema: str = SCHEMA
 
     # ---- derived figures

@@ -19,7 +19,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,10 +118,8 @@ class PausedChild:
     def release(self) -> None:
         """Let the child exec.  Raises if the exec itself failed."""
         self.released_ns = time.monotonic_ns()
-        try:
+        with suppress(BrokenPipeError):
             os.write(self._gate_w, b"g")
-        except BrokenPipeError:
-            pass
         os.close(self._gate_w)
         self._gate_w = -1
 
@@ -137,10 +135,8 @@ class PausedChild:
         return int(data.decode())
 
     def kill(self) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def close(self) -> None:
         for fd in (self._gate_w, self._error_r):
@@ -150,7 +146,7 @@ class PausedChild:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 64)
         if not chunk:
@@ -286,10 +282,8 @@ def relay_signals(target_pid: int | None) -> Iterator[SignalState]:
             raise Interrupted(signum)
         from_terminal = signum in (signal.SIGINT, signal.SIGQUIT) and terminal_shared
         if not from_terminal:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(target_pid, signum)
-            except ProcessLookupError:
-                pass
 
     previous = {sig: signal.signal(sig, handler) for sig in RELAYED_SIGNALS}
     try:

@@ -1,0 +1,182 @@
+"""make bench: stprof's overhead as ratios measured in one run.
+
+Every figure is a ratio against the untraced command (or against strace /
+perf trace) timed in the same run, interleaved round by round, so that the
+load of a shared machine falls on both sides.  Medians of the rounds.
+This is a benchmark, not a test: it prints, and fails only if a command
+cannot run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parent.parent
+STPROF = [sys.executable, "-m", "profiler"]
+DD_SMALL = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000", "status=none"]
+DD_LARGE = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=2000", "status=none"]
+
+
+@dataclass
+class Timing:
+    name: str
+    argv: list[str]
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def time_once(argv: Sequence[str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed ({result.returncode}): "
+                 f"{result.stderr.decode(errors='replace').strip()[-300:]}")
+    return elapsed
+
+
+def measure(timings: list[Timing], rounds: int) -> None:
+    """Round-robin: every command once per round, so noise hits all alike."""
+    for _ in range(rounds):
+        for timing in timings:
+            timing.seconds.append(time_once(timing.argv))
+
+
+def startup_seconds(collector: str, rounds: int) -> float:
+    """From launching stprof to the command's exec (the command prints its clock)."""
+    probe = [sys.executable, "-c", "import time; print(time.time_ns())"]
+    samples = []
+    for _ in range(rounds):
+        launched = time.time_ns()
+        out = subprocess.run([*STPROF, "run", "--collector", collector, "-o", os.devnull,
+                              "--", *probe], capture_output=True, check=True, text=True)
+        samples.append((int(out.stdout.strip()) - launched) / 1e9)
+    return statistics.median(samples)
+
+
+def python_startup_seconds(rounds: int) -> float:
+    """The same probe untraced: what the probe's own interpreter start costs."""
+    probe = [sys.executable, "-c", "import time; print(time.time_ns())"]
+    samples = []
+    for _ in range(rounds):
+        launched = time.time_ns()
+        out = subprocess.run(probe, capture_output=True, check=True, text=True)
+        samples.append((int(out.stdout.strip()) - launched) / 1e9)
+    return statistics.median(samples)
+
+
+def ebpf_available() -> bool:
+    from collectors import collector_class
+
+    return collector_class("ebpf").availability().ok
+
+
+def stprof(collector: str, command: list[str], *extra: str) -> list[str]:
+    return [*STPROF, "run", "--collector", collector, "--kernel-stacks", "off", "-o", os.devnull,
+            *extra, "--", *command]
+
+
+Row = tuple[str, str, str, str]
+
+
+def goal(value: float, target: float | None, unit: str = "x") -> str:
+    if target is None:
+        return ""
+    return f"<= {target:.2f}{unit} {'meets' if value <= target else 'MISSES'}"
+
+
+def ratio_row(what: str, num: float, den: float, target: float | None) -> Row:
+    ratio = num / den
+    return (what, f"{num:.3f} s / {den:.3f} s", f"{ratio:.2f}x", goal(ratio, target))
+
+
+def bench_ptrace(rounds: int) -> list[Row]:
+    untraced = Timing("untraced", DD_SMALL)
+    ptrace = Timing("stprof ptrace", stprof("ptrace", DD_SMALL))
+    timings = [untraced, ptrace]
+    strace = Timing("strace -c -f", ["strace", "-c", "-f", "-o", os.devnull, *DD_SMALL])
+    perf = Timing("perf trace -s", ["perf", "trace", "-s", "-o", os.devnull, *DD_SMALL])
+    if shutil.which("strace"):
+        timings.append(strace)
+    if shutil.which("perf") and os.geteuid() == 0:
+        timings.append(perf)
+    measure(timings, rounds)
+    rows = [ratio_row("ptrace vs untraced (dd bs=1 count=200000)", ptrace.median,
+                      untraced.median, None)]
+    if strace.seconds:
+        rows.append(ratio_row("ptrace vs strace -c -f", ptrace.median, strace.median, 1.0))
+    if perf.seconds:
+        rows.append(ratio_row("ptrace vs perf trace -s", ptrace.median, perf.median, None))
+    return rows
+
+
+def bench_ebpf(rounds: int) -> list[Row]:
+    rows = []
+    for label, command, target in (("bs=1 count=200000", DD_SMALL, 2.0),
+                                   ("bs=1M count=2000", DD_LARGE, 1.05)):
+        untraced = Timing("untraced", command)
+        traced = Timing("stprof ebpf", stprof("ebpf", command))
+        measure([untraced, traced], rounds)
+        # The fixed cost (compiling and loading the probes) is not overhead
+        # on the command: take it out with the startup time measured below.
+        rows.append(ratio_row(f"ebpf vs untraced, whole stprof run (dd {label})",
+                              traced.median, untraced.median, None))
+        inner, bare = inner_ratio("ebpf", command, rounds)
+        rows.append(ratio_row(f"ebpf vs untraced, the command itself (dd {label})",
+                              inner, bare, target))
+    return rows
+
+
+def inner_ratio(collector: str, command: list[str], rounds: int) -> tuple[float, float]:
+    """The command's own wall time traced (wall_ns from the profile) vs untraced."""
+    import json
+    import tempfile
+
+    traced: list[float] = []
+    untraced: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "p.json"
+        for _ in range(rounds):
+            untraced.append(time_once(command))
+            time_once(stprof(collector, command, "--json", str(out)))
+            traced.append(json.loads(out.read_text())["wall_ns"] / 1e9)
+    return statistics.median(traced), statistics.median(untraced)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds for the cheap commands")
+    parser.add_argument("--slow-rounds", type=int, default=1,
+                        help="rounds for ptrace, strace and perf trace (each takes seconds)")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    rows: list[Row] = []
+    if ebpf_available():
+        rows += bench_ebpf(args.rounds)
+        start = startup_seconds("ebpf", args.rounds)
+        bare = python_startup_seconds(args.rounds)
+        rows.append(("ebpf start-up: launch to the command's exec", f"{start:.3f} s",
+                     f"({bare:.3f} s untraced)", goal(start, 1.0, " s")))
+    else:
+        print("bench: the ebpf collector cannot run here; see `stprof doctor`", file=sys.stderr)
+    rows += bench_ptrace(args.slow_rounds)
+    print(tabulate(rows, headers=["measure", "median times", "ratio", "target"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The stprof command line: the one place collectors and renderers meet."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from profiler.errors import EXIT_UNAVAILABLE, EXIT_USAGE, StprofError, UsageError
+from profiler.model import Profile, write_text_atomically
+
+if TYPE_CHECKING:
+    from collectors import Collector, Options
+    from reports import ViewOptions
+
+
+DESCRIPTION = """\
+Profile a command's syscalls and traps on the real kernel: how much of its
+system time its syscalls explain, and where the rest went.
+
+  stprof run -- dd if=/dev/zero of=/dev/null bs=10M count=1
+"""
+
+EPILOG = """\
+exit status: `run` exits with the command's status (128+N when signal N
+killed it); 2 bad usage or unreadable input; 125 stprof cannot work here
+(no collector, not root, no bcc, no headers); 126 command not executable;
+127 command not found. `compare`/`check`: 0 no regression, 1 regression, 2 bad input.
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'stprof: <what>' and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="stprof",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stprof {_version()}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    _add_run(sub)
+    _add_report(sub)
+    _add_doctor(sub)
+    _add_ci(sub)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("stprof")
+    except Exception:  # not installed: running from a checkout
+        return "unknown"
+
+
+# ------------------------------------------------------------ shared options
+def add_view_options(parser: argparse.ArgumentParser) -> None:
+    from reports import SORT_KEYS
+
+    group = parser.add_argument_group("report")
+    group.add_argument("-S", "--sort", default="time", choices=sorted(SORT_KEYS),
+                       help="order of the syscall table (default: time)")
+    group.add_argument("--top", type=_positive_int, metavar="N",
+                       help="show only the first N syscalls")
+    group.add_argument("-e", "--syscalls", metavar="NAME,...", type=_name_set, default=set(),
+                       help="show only these syscalls")
+    group.add_argument("-o", "--output", metavar="FILE",
+                       help="write the report to FILE instead of stderr")
+    group.add_argument("--json", metavar="FILE", help="also save the profile as JSON")
+    group.add_argument("--stacks", metavar="FILE",
+                       help="write sampled kernel stacks as folded stacks (flamegraph.pl, "
+                            "inferno, speedscope)")
+
+
+def add_collector_options(parser: argparse.ArgumentParser) -> None:
+    from collectors import NAMES
+
+    group = parser.add_argument_group("tracing")
+    group.add_argument("-c", "--collector", default="auto", choices=("auto", *NAMES),
+                       help="how to trace (default: auto: ebpf where it can run, "
+                            "dtrace on FreeBSD, else ptrace)")
+    group.add_argument("-p", "--pid", type=_positive_int, metavar="PID",
+                       help="attach to a running process and its threads until it exits "
+                            "or Ctrl-C, then detach")
+    group.add_argument("-f", "--follow", dest="follow", action="store_true", default=True,
+                       help="follow children and threads (the default)")
+    group.add_argument("--no-follow", dest="follow", action="store_false",
+                       help="trace only the first process")
+    group.add_argument("-u", "--user", metavar="USER",
+                       help="run the command as USER (needs root)")
+    group.add_argument("--as-root", action="store_true",
+                       help="under sudo, run the command as root instead of the invoking user")
+    group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
+                       help="sample kernel stacks during page faults (default), all kernel "
+                            "time, or not at all")
+    group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _name_set(text: str) -> set[str]:
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return command
+
+
+def collector_options(args: argparse.Namespace) -> Options:
+    """Options for the collectors from the parsed arguments (checked for sense)."""
+    from collectors import Options
+    from profiler.target import choose_credentials, resolve_command
+
+    command = command_of(args)
+    if command and args.pid is not None:
+        raise UsageError("give either a command or -p PID, not both")
+    if not command and args.pid is None:
+        raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
+    if command:
+        resolve_command(command)
+    elif not Path(f"/proc/{args.pid}").exists() and sys.platform.startswith("linux"):
+        raise UsageError(f"-p {args.pid}: no such process")
+    return Options(
+        command=command,
+        attach_pid=args.pid,
+        follow=args.follow,
+        credentials=choose_credentials(args.user, args.as_root, dict(os.environ)),
+        kernel_stacks=args.kernel_stacks,
+        want_stacks=args.kernel_stacks != "off",
+    )
+
+
+def choose_collector(name: str) -> type[Collector]:
+    from collectors import choose
+
+    cls, passed_over = choose(name)
+    for reason in passed_over:
+        print(f"stprof: {reason}; using {cls.name}", file=sys.stderr)
+    return cls
+
+
+# ------------------------------------------------------------------- run
+def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
+    run = sub.add_parser("run", help="run a command (or attach to -p PID) and profile it",
+                         description="Run COMMAND, trace its syscalls and traps, report.")
+    add_collector_options(run)
+    add_view_options(run)
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    view = view_of(args)
+    options = collector_options(args)
+    cls = choose_collector(args.collector)
+    with cls(options) as collector:
+        profile: Profile = collector.run()
+    emit(profile, args, view)
+    return profile.exit_status or 0
+
+
+# ---------------------------------------------------------------- report
+def _add_report(sub: argparse._SubParsersAction[Any]) -> None:
+    report = sub.add_parser("report", help="show a saved profile (from run --json)",
+                            description="Render a profile saved with `stprof run --json`.")
+    report.add_argument("file", metavar="FILE")
+    add_view_options(report)
+    report.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    view = view_of(args)
+    profile = Profile.load(args.file)
+    emit(profile, args, view, default_stream=sys.stdout)
+    return 0
+
+
+# ---------------------------------------------------------------- output
+def view_of(args: argparse.Namespace) -> ViewOptions:
+    from reports import ViewOptions
+
+    return ViewOptions(sort=args.sort, top=args.top, only=set(args.syscalls))
+
+
+def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
+         default_stream: TextIO | None = None) -> None:
+    """Write the JSON, the folded stacks and the report where the user asked."""
+    from reports import FoldedRenderer, TextRenderer
+
+    if args.json:
+        profile.save(args.json)
+    if args.stacks:
+        if profile.stacks is None:
+            print("stprof: no kernel stacks were sampled by this collector; "
+                  f"{args.stacks} not written", file=sys.stderr)
+        else:
+            write_text_atomically(Path(args.stacks), FoldedRenderer().render(profile))
+    text = TextRenderer(view).render(profile)
+    if args.output:
+        write_text_atomically(Path(args.output), text)
+    else:
+        stream = default_stream or sys.stderr
+        stream.write(text)
+        stream.flush()
+
+
+# ---------------------------------------------------------------- doctor
+def _add_doctor(sub: argparse._SubParsersAction[Any]) -> None:
+    doctor = sub.add_parser("doctor", help="say which collectors and probe methods work here")
+    doctor.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from profiler.doctor import diagnose, render_diagnosis
+
+    diagnosis = diagnose()
+    sys.stdout.write(render_diagnosis(diagnosis))
+    return 0 if diagnosis.usable else EXIT_UNAVAILABLE
+
+
+# -------------------------------------------------------------------- CI
+def _add_ci(sub: argparse._SubParsersAction[Any]) -> None:
+    try:  # TEMPORARY until profiler/cli_ci.py lands
+        from profiler import cli_ci
+    except ImportError:
+        return
+    cli_ci.add_subcommands(sub)
+
+
+# ------------------------------------------------------------------ main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except StprofError as exc:
+        print(f"stprof: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("stprof: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("STPROF_DEBUG"):
+            raise
+        print(f"stprof: internal error: {type(exc).__name__}: {exc} "
+              "(set STPROF_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def entry_point() -> None:
+    sys.exit(main())

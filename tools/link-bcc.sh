@@ -1,0 +1,17 @@
+#!/bin/sh
+# Make Debian's bcc Python module (python3-bpfcc) importable from the
+# project's venv without pulling in every other Debian Python package:
+# a .pth file adds a directory holding one link, to bcc only.
+set -eu
+venv_python=$1
+link_dir=$(cd "$(dirname "$venv_python")/.." && pwd)/bcc-link
+for candidate in /usr/lib/python3/dist-packages/bcc /usr/lib/python3*/site-packages/bcc; do
+    if [ -d "$candidate" ]; then
+        mkdir -p "$link_dir"
+        ln -sfn "$candidate" "$link_dir/bcc"
+        site=$("$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        echo "$link_dir" > "$site/stprof-bcc.pth"
+        exit 0
+    fi
+done
+echo "setup: bcc's Python module not found: the eBPF collector will not work (stprof doctor says why)"
