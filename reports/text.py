@@ -33,9 +33,12 @@ BUDGET_LABELS = {
 }
 
 
-def _table(rows: Iterable[Iterable[object]], headers: Iterable[str], align: str = "right") -> str:
-    return tabulate(list(rows), headers=list(headers), tablefmt="simple", numalign=align,
-                    stralign="right", disable_numparse=True)
+def _table(rows: Iterable[Iterable[object]], headers: Iterable[str]) -> str:
+    """A plain table: the first column (names) left, the figures right."""
+    header_list = list(headers)
+    align = ("left",) + ("right",) * (len(header_list) - 1)
+    return tabulate(list(rows), headers=header_list, tablefmt="simple", colalign=align,
+                    disable_numparse=True)
 
 
 class TextRenderer(Renderer):
