@@ -1,0 +1,835 @@
+/*
+ * stprof's in-kernel half (bcc).  Counts syscalls, page faults, interrupts
+ * and where time went for one process tree, entirely in maps: nothing is sent
+ * to user space per event.  collectors/ebpf.py specialises it with -D flags:
+ *
+ *   FOLLOW          1: children join the traced set at fork; 0: threads only
+ *   RAW_SYSCALLS    1: raw tracepoints for sys_enter/sys_exit (cheaper)
+ *   FAULT_ENTRY_TP  1: exceptions:page_fault_* tracepoints mark fault entry
+ *                   0: the page-faults software event does (no such tracepoints)
+ *   FAULT_TIMED     1: minor-/major-faults software events mark completion
+ *   STACK_FILTER    1: sample stacks only inside faults; 2: all kernel time
+ *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
+ *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
+ *
+ * Each traced thread has one entry in `traced`, keyed by tid; the hot path
+ * (sys_enter/sys_exit) does one hash lookup there and one per-CPU array
+ * lookup.  Every state change of a thread first "charges" the time since its
+ * previous event to the state it was in, so the charges of a thread add up to
+ * its lifetime; spans whose state is not known are charged to C_UNKNOWN.
+ */
+#include <uapi/linux/ptrace.h>
+/* perf_event programs take a struct bpf_perf_event_data *; they only pass it
+ * on, and <uapi/linux/bpf_perf_event.h> triples the compile time: void * it is. */
+
+#define HIST_SLOTS 48
+#define TASK_COMM 16
+#define CLONE_THREAD_FLAG 0x00010000ULL
+#define MAX_ERRNO 4095
+#define MAX_IRQ_DEPTH 8
+
+enum phase { PH_ARMED = 1, PH_NEW = 2, PH_ACTIVE = 3 };
+enum mode { M_UNKNOWN = 0, M_USER = 1, M_SYSCALL = 2, M_FAULT = 3 };
+enum run { R_UNKNOWN = 0, R_ONCPU = 1, R_BLOCKED = 2, R_QUEUED = 3 };
+
+/* Where a span of a thread's life is charged (ebpf.py maps these to Budget). */
+enum charge {
+    C_USER, C_SYS_CPU, C_SYS_BLOCKED,
+    C_FAULT_USER_CPU, C_FAULT_USER_OFF, C_FAULT_SYS_CPU, C_FAULT_SYS_OFF,
+    C_IRQ, C_RUNQ, C_UNKNOWN, NCHARGE
+};
+
+/* Things that could not be counted; reported in the profile's notes. */
+enum drop {
+    D_THREADS_FULL, D_PROCS_FULL, D_ERRNOS_FULL, D_STACK_LOST, D_STACK_COUNTS_FULL,
+    D_IRQ_UNBALANCED, D_SYSCALL_RANGE, D_HIST_CLAMPED, D_INCONSISTENT, NDROP
+};
+
+/* Interrupt kinds: 0..9 x86 vectors, 10 device irq handlers (all; per irq
+ * number in irqdevs), 11.. softirqs. */
+#define IRQ_HANDLER 10
+#define IRQ_SOFTIRQ 11
+#define NIRQKIND (IRQ_SOFTIRQ + 10)
+
+struct thread {
+    u64 start;          /* lifetime start (exec entry, wakeup_new, attach) */
+    u64 last;           /* time of the previous charge */
+    u64 sys_start;
+    u64 fault_ts;       /* page-faults software event of the open fault */
+    u64 pend_cpu;       /* open fault's on-CPU time, until it completes */
+    u64 pend_off;       /* open fault's blocked time, until it completes */
+    u64 charge[NCHARGE];
+    u64 syscalls;
+    u64 sys_errors;
+    u64 syscall_ns;
+    u64 minflt;
+    u64 majflt;
+    u64 fault_ns;
+    s32 sys_nr;         /* syscall in progress, -1 if none (or not counted) */
+    u32 tgid;
+    u8 phase;
+    u8 mode;
+    u8 run;
+    u8 irq_depth;
+    u8 fault_in_sys;
+    u8 pad[3];
+};
+
+struct proc {
+    u64 syscalls;
+    u64 sys_errors;
+    u64 syscall_ns;
+    u64 minflt;
+    u64 majflt;
+    u64 fault_ns;
+    u64 user_ns;
+    u64 sys_ns;
+    u32 ppid;
+    u32 threads;
+    s32 exit_code;
+    u32 exit_how;       /* 0 unknown, 1 leader's exit(), 2 exit_group() */
+    char comm[TASK_COMM];
+};
+
+struct sysstat {
+    u64 calls;
+    u64 errors;
+    u64 total_ns;
+    u64 min_ns;
+    u64 max_ns;
+    u64 faults;
+    u64 fault_ns;
+    u64 hist[HIST_SLOTS];
+};
+
+struct faultstat {
+    u64 user;
+    u64 in_sys;
+    u64 minor;
+    u64 major;
+    u64 timed;
+    u64 incomplete;
+    u64 user_ns;
+    u64 sys_ns;
+    u64 hist[HIST_SLOTS];
+};
+
+struct budget {
+    u64 threads;
+    u64 lifetime;
+    u64 charge[NCHARGE];
+};
+
+struct irqstat {
+    u64 count;
+    u64 ns;
+};
+
+struct errno_key {
+    u32 nr;
+    u32 err;
+};
+
+struct stack_key {
+    s32 kstack;
+    u32 mode;           /* the thread's mode when sampled (enum mode) */
+};
+
+BPF_HASH(traced, u32, struct thread, MAX_THREADS);
+BPF_HASH(procs, u32, struct proc, MAX_PROCS);
+BPF_HASH(errnos, struct errno_key, u64, 4096);
+BPF_PERCPU_ARRAY(sysstats, struct sysstat, MAX_SYSCALLS);
+BPF_PERCPU_ARRAY(faultstats, struct faultstat, 1);
+BPF_PERCPU_ARRAY(budgets, struct budget, 1);
+BPF_PERCPU_ARRAY(irqstats, struct irqstat, NIRQKIND);
+BPF_PERCPU_ARRAY(irqstart, u64, NIRQKIND);
+BPF_HASH(irqdevs, u32, struct irqstat, 1024);
+BPF_PERCPU_ARRAY(drops, u64, NDROP);
+BPF_PERCPU_ARRAY(samples, u64, 1);
+BPF_STACK_TRACE(stack_traces, STACK_ENTRIES);
+BPF_HASH(stack_counts, struct stack_key, u64, STACK_ENTRIES);
+
+static __always_inline void count_drop(u32 what)
+{
+    u64 *n = drops.lookup(&what);
+    if (n)
+        (*n)++;
+}
+
+/* log2 bucket as profiler.model.log2_bucket: 0 for 0, else bit length. */
+static __always_inline u32 bucket(u64 v)
+{
+    u32 b = 0;
+    if (v >= (1ULL << 32)) { v >>= 32; b += 32; }
+    if (v >= (1ULL << 16)) { v >>= 16; b += 16; }
+    if (v >= (1ULL << 8)) { v >>= 8; b += 8; }
+    if (v >= (1ULL << 4)) { v >>= 4; b += 4; }
+    if (v >= (1ULL << 2)) { v >>= 2; b += 2; }
+    if (v >= (1ULL << 1)) { v >>= 1; b += 1; }
+    return b + (u32)v;
+}
+
+static __always_inline void hist_add(u64 *hist, u64 v)
+{
+    u32 b = bucket(v);
+    if (b >= HIST_SLOTS) {
+        b = HIST_SLOTS - 1;
+        count_drop(D_HIST_CLAMPED);
+    }
+    hist[b]++;
+}
+
+static __always_inline struct thread *active_thread(u32 tid)
+{
+    struct thread *t = traced.lookup(&tid);
+    if (!t || t->phase != PH_ACTIVE)
+        return 0;
+    return t;
+}
+
+static __always_inline struct thread *current_thread(void)
+{
+    return active_thread((u32)bpf_get_current_pid_tgid());
+}
+
+/* Charge the span since the thread's previous event to the state it was in. */
+static __always_inline void charge(struct thread *t, u64 now)
+{
+    u64 d = now - t->last;
+    u32 c = C_UNKNOWN;
+
+    t->last = now;
+    if (t->run == R_ONCPU) {
+        if (t->irq_depth) {
+            c = C_IRQ;
+        } else if (t->mode == M_USER) {
+            c = C_USER;
+        } else if (t->mode == M_SYSCALL) {
+            c = C_SYS_CPU;
+        } else if (t->mode == M_FAULT) {
+            t->pend_cpu += d;
+            return;
+        }
+    } else if (t->run == R_BLOCKED) {
+        if (t->mode == M_SYSCALL) {
+            c = C_SYS_BLOCKED;
+        } else if (t->mode == M_FAULT) {
+            t->pend_off += d;
+            return;
+        }
+    } else if (t->run == R_QUEUED) {
+        c = C_RUNQ;
+    }
+    if (c < NCHARGE)
+        t->charge[c] += d;
+}
+
+/* An event contradicts the thread's state (an earlier event was missed):
+ * the span since its last event is of unknown state. */
+static __always_inline void charge_checked(struct thread *t, u64 now, int consistent)
+{
+    if (consistent) {
+        charge(t, now);
+        return;
+    }
+    t->charge[C_UNKNOWN] += now - t->last;
+    t->last = now;
+    count_drop(D_INCONSISTENT);
+}
+
+/* The thread is running this event: a thread adopted mid-life (attach) in an
+ * unknown scheduling state is now known to be on a CPU. */
+static __always_inline void seen_on_cpu(struct thread *t)
+{
+    if (t->run == R_UNKNOWN)
+        t->run = R_ONCPU;
+}
+
+/* An open fault ended without a completion event: its time is unknown. */
+static __always_inline void abandon_fault(struct thread *t)
+{
+    u32 zero = 0;
+    struct faultstat *fs = faultstats.lookup(&zero);
+
+    if (fs)
+        fs->incomplete++;
+    t->charge[C_UNKNOWN] += t->pend_cpu + t->pend_off;
+    t->pend_cpu = 0;
+    t->pend_off = 0;
+    t->fault_ts = 0;
+    t->mode = t->fault_in_sys ? M_SYSCALL : M_USER;
+}
+
+static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long ret)
+{
+    u32 key = nr;
+    struct sysstat *s = sysstats.lookup(&key);
+
+    t->syscalls++;
+    t->syscall_ns += d;
+    if (!s) {
+        count_drop(D_SYSCALL_RANGE);
+        return;
+    }
+    s->calls++;
+    s->total_ns += d;
+    if (s->calls == 1 || d < s->min_ns)
+        s->min_ns = d;
+    if (d > s->max_ns)
+        s->max_ns = d;
+    hist_add(s->hist, d);
+    if (ret < 0 && ret >= -MAX_ERRNO) {
+        struct errno_key ek = {.nr = key, .err = (u32)-ret};
+        u64 one = 1;
+        u64 *n;
+
+        s->errors++;
+        t->sys_errors++;
+        n = errnos.lookup(&ek);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+        else if (errnos.insert(&ek, &one))
+            count_drop(D_ERRNOS_FULL);
+    }
+}
+
+static __always_inline void note_exit_code(s32 nr, u64 code)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    struct proc *p = procs.lookup(&tgid);
+
+    if (!p)
+        return;
+    if (nr == NR_EXIT_GROUP) {
+        p->exit_code = code & 0xff;
+        p->exit_how = 2;
+    } else if ((u32)pid_tgid == tgid && p->exit_how != 2) {
+        p->exit_code = code & 0xff;
+        p->exit_how = 1;
+    }
+}
+
+/* ------------------------------------------------------------- syscalls */
+static __always_inline int on_sys_enter(long id, u64 arg0_or_regs, int raw)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct thread *t = traced.lookup(&tid);
+    u64 now;
+
+    if (!t)
+        return 0;
+    now = bpf_ktime_get_ns();
+    if (t->phase != PH_ACTIVE) {
+        /* armed: the command starts counting at its own execve */
+        if (t->phase != PH_ARMED || (id != NR_EXECVE && id != NR_EXECVEAT))
+            return 0;
+        t->phase = PH_ACTIVE;
+        t->start = now;
+        t->last = now;
+        t->run = R_ONCPU;
+        t->mode = M_USER;
+    }
+    charge_checked(t, now, !(t->mode == M_SYSCALL || (t->mode == M_FAULT && t->fault_in_sys)));
+    seen_on_cpu(t);
+    if (t->mode == M_FAULT)
+        abandon_fault(t);
+    t->mode = M_SYSCALL;
+    t->sys_nr = id;
+    t->sys_start = now;
+    if (id == NR_EXIT_GROUP || id == NR_EXIT) {
+        u64 code = arg0_or_regs;
+        if (raw) {
+            struct pt_regs *regs = (struct pt_regs *)arg0_or_regs;
+            bpf_probe_read_kernel(&code, sizeof(code), &PT_REGS_PARM1(regs));
+        }
+        note_exit_code(id, code);
+    }
+    return 0;
+}
+
+static __always_inline int on_sys_exit(long ret)
+{
+    struct thread *t = current_thread();
+    u64 now;
+    s32 nr;
+
+    if (!t)
+        return 0;
+    now = bpf_ktime_get_ns();
+    charge(t, now);
+    seen_on_cpu(t);
+    if (t->mode == M_FAULT)
+        abandon_fault(t);
+    t->mode = M_USER;
+    nr = t->sys_nr;
+    if (nr < 0)
+        return 0;       /* a new thread returning from clone, or attach */
+    t->sys_nr = -1;
+    record_call(t, nr, now - t->sys_start, ret);
+    return 0;
+}
+
+#if RAW_SYSCALLS
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+    return on_sys_enter((long)ctx->args[1], ctx->args[0], 1);
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+    return on_sys_exit((long)ctx->args[1]);
+}
+#else
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    return on_sys_enter(args->id, args->args[0], 0);
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    return on_sys_exit(args->ret);
+}
+#endif
+
+/* --------------------------------------------------- threads, processes */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+    u64 parent = bpf_get_current_pid_tgid();
+    u32 ptid = parent;
+    u32 ptgid = parent >> 32;
+    u32 tid = args->pid;
+    int is_thread = (args->clone_flags & CLONE_THREAD_FLAG) != 0;
+    struct thread *p = traced.lookup(&ptid);
+    struct thread t = {};
+
+    if (!p || p->phase != PH_ACTIVE)
+        return 0;
+#if !FOLLOW
+    if (!is_thread)
+        return 0;
+#endif
+    t.phase = PH_NEW;
+    t.mode = M_SYSCALL;     /* it starts life returning from clone */
+    t.sys_nr = -1;
+    t.tgid = is_thread ? ptgid : tid;
+    if (traced.update(&tid, &t)) {
+        count_drop(D_THREADS_FULL);
+        return 0;
+    }
+    if (is_thread) {
+        struct proc *pr = procs.lookup(&ptgid);
+        if (pr)
+            __sync_fetch_and_add(&pr->threads, 1);
+    } else {
+        struct proc pr = {};
+        pr.ppid = ptgid;
+        pr.threads = 1;
+        bpf_probe_read_kernel(&pr.comm, sizeof(pr.comm), args->comm);
+        if (procs.update(&tid, &pr))
+            count_drop(D_PROCS_FULL);
+    }
+    return 0;
+}
+
+/* A new thread's life starts when it first becomes runnable. */
+TRACEPOINT_PROBE(sched, sched_wakeup_new)
+{
+    u32 tid = args->pid;
+    struct thread *t = traced.lookup(&tid);
+    u64 now;
+
+    if (!t || t->phase != PH_NEW)
+        return 0;
+    now = bpf_ktime_get_ns();
+    t->phase = PH_ACTIVE;
+    t->start = now;
+    t->last = now;
+    t->run = R_QUEUED;
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    u32 old = args->old_pid;
+    u32 tid = args->pid;
+    struct thread *t;
+    struct proc *p = procs.lookup(&tgid);
+
+    if (p)
+        bpf_get_current_comm(&p->comm, sizeof(p->comm));
+    if (old == tid)
+        return 0;
+    /* a non-leader thread exec'd and took over the leader's tid */
+    t = traced.lookup(&old);
+    if (!t)
+        return 0;
+    if (traced.update(&tid, t))
+        count_drop(D_THREADS_FULL);
+    traced.delete(&old);
+    return 0;
+}
+
+static __always_inline void fold_into_budget(struct thread *t, u64 now)
+{
+    u32 zero = 0;
+    struct budget *b = budgets.lookup(&zero);
+
+    if (!b)
+        return;
+    b->threads++;
+    b->lifetime += now - t->start;
+#pragma unroll
+    for (int i = 0; i < NCHARGE; i++)
+        b->charge[i] += t->charge[i];
+}
+
+static __always_inline void fold_into_proc(struct thread *t)
+{
+    u32 tgid = t->tgid;
+    struct proc *p = procs.lookup(&tgid);
+
+    if (!p)
+        return;
+    __sync_fetch_and_add(&p->syscalls, t->syscalls);
+    __sync_fetch_and_add(&p->sys_errors, t->sys_errors);
+    __sync_fetch_and_add(&p->syscall_ns, t->syscall_ns);
+    __sync_fetch_and_add(&p->minflt, t->minflt);
+    __sync_fetch_and_add(&p->majflt, t->majflt);
+    __sync_fetch_and_add(&p->fault_ns, t->fault_ns);
+    __sync_fetch_and_add(&p->user_ns, t->charge[C_USER]);
+    __sync_fetch_and_add(&p->sys_ns, t->charge[C_SYS_CPU] + t->charge[C_FAULT_USER_CPU]
+                                     + t->charge[C_FAULT_SYS_CPU]);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct thread *t = traced.lookup(&tid);
+    u64 now;
+
+    if (!t)
+        return 0;
+    if (t->phase != PH_ACTIVE) {
+        traced.delete(&tid);
+        return 0;
+    }
+    now = bpf_ktime_get_ns();
+    charge(t, now);
+    if (t->mode == M_FAULT)
+        abandon_fault(t);
+    /* exit(), exit_group() and calls cut short by a fatal signal */
+    if (t->sys_nr >= 0)
+        record_call(t, t->sys_nr, now - t->sys_start, 0);
+    fold_into_budget(t, now);
+    fold_into_proc(t);
+    traced.delete(&tid);
+    return 0;
+}
+
+/* ------------------------------------------------------------ off-CPU */
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+    u64 now = bpf_ktime_get_ns();
+    u32 prev = args->prev_pid;
+    u32 next = args->next_pid;
+    struct thread *t = active_thread(prev);
+
+    if (t) {
+        charge_checked(t, now, t->run == R_ONCPU || t->run == R_UNKNOWN);
+        if (t->irq_depth) {
+            t->irq_depth = 0;
+            count_drop(D_IRQ_UNBALANCED);
+        }
+        /* low 8 bits: the task state letters; none set means runnable */
+        t->run = (args->prev_state & 0xff) ? R_BLOCKED : R_QUEUED;
+    }
+    t = active_thread(next);
+    if (t) {
+        charge_checked(t, now, t->run != R_ONCPU);
+        t->run = R_ONCPU;
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup)
+{
+    struct thread *t = active_thread(args->pid);
+
+    if (t && t->run == R_BLOCKED) {
+        charge(t, bpf_ktime_get_ns());
+        t->run = R_QUEUED;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- faults */
+static __always_inline void fault_entry(struct thread *t, u64 now)
+{
+    u32 zero = 0;
+    struct faultstat *fs = faultstats.lookup(&zero);
+    u8 in_sys;
+
+    charge(t, now);
+    seen_on_cpu(t);
+    if (t->mode == M_FAULT)
+        abandon_fault(t);
+    in_sys = t->mode == M_SYSCALL;
+    if (fs) {
+        if (in_sys)
+            fs->in_sys++;
+        else
+            fs->user++;
+    }
+    if (in_sys && t->sys_nr >= 0) {
+        u32 key = t->sys_nr;
+        struct sysstat *s = sysstats.lookup(&key);
+        if (s)
+            s->faults++;
+    }
+#if FAULT_TIMED
+    t->mode = M_FAULT;
+    t->fault_in_sys = in_sys;
+    t->fault_ts = 0;
+#endif
+}
+
+#if FAULT_ENTRY_TP
+TRACEPOINT_PROBE(exceptions, page_fault_user)
+{
+    struct thread *t = current_thread();
+    if (t)
+        fault_entry(t, bpf_ktime_get_ns());
+    return 0;
+}
+
+TRACEPOINT_PROBE(exceptions, page_fault_kernel)
+{
+    struct thread *t = current_thread();
+    if (t)
+        fault_entry(t, bpf_ktime_get_ns());
+    return 0;
+}
+#endif
+
+/* software event page-faults: do_user_addr_fault() has started */
+int on_fault_start(void *ctx)
+{
+    struct thread *t = current_thread();
+    u64 now;
+
+    if (!t)
+        return 0;
+    now = bpf_ktime_get_ns();
+#if !FAULT_ENTRY_TP
+    fault_entry(t, now);
+#endif
+    if (t->mode == M_FAULT)
+        t->fault_ts = now;
+    return 0;
+}
+
+/* software events minor-faults / major-faults: handle_mm_fault() accounted it */
+static __always_inline int fault_done(int major)
+{
+    u32 zero = 0;
+    struct thread *t = current_thread();
+    struct faultstat *fs;
+    u64 now, d;
+
+    if (!t)
+        return 0;
+    fs = faultstats.lookup(&zero);
+    if (!fs)
+        return 0;
+    if (major) {
+        fs->major++;
+        t->majflt++;
+    } else {
+        fs->minor++;
+        t->minflt++;
+    }
+    if (t->mode != M_FAULT)
+        return 0;
+    now = bpf_ktime_get_ns();
+    charge(t, now);
+    if (t->fault_in_sys) {
+        t->charge[C_FAULT_SYS_CPU] += t->pend_cpu;
+        t->charge[C_FAULT_SYS_OFF] += t->pend_off;
+        t->mode = M_SYSCALL;
+    } else {
+        t->charge[C_FAULT_USER_CPU] += t->pend_cpu;
+        t->charge[C_FAULT_USER_OFF] += t->pend_off;
+        t->mode = M_USER;
+    }
+    t->pend_cpu = 0;
+    t->pend_off = 0;
+    if (!t->fault_ts)
+        return 0;
+    d = now - t->fault_ts;
+    t->fault_ts = 0;
+    fs->timed++;
+    hist_add(fs->hist, d);
+    t->fault_ns += d;
+    if (t->fault_in_sys) {
+        fs->sys_ns += d;
+        if (t->sys_nr >= 0) {
+            u32 key = t->sys_nr;
+            struct sysstat *s = sysstats.lookup(&key);
+            if (s)
+                s->fault_ns += d;
+        }
+    } else {
+        fs->user_ns += d;
+    }
+    return 0;
+}
+
+int on_fault_minor(void *ctx)
+{
+    return fault_done(0);
+}
+
+int on_fault_major(void *ctx)
+{
+    return fault_done(1);
+}
+
+/* ---------------------------------------------------------- interrupts */
+static __always_inline int irq_enter(u32 kind)
+{
+    struct thread *t = current_thread();
+    u64 now;
+    u64 *start;
+
+    if (!t || t->run != R_ONCPU)
+        return 0;
+    now = bpf_ktime_get_ns();
+    start = irqstart.lookup(&kind);
+    if (start)
+        *start = now;
+    if (t->irq_depth == 0)
+        charge(t, now);
+    if (t->irq_depth < MAX_IRQ_DEPTH)
+        t->irq_depth++;
+    return 0;
+}
+
+/* The interrupt's duration goes to *took; returns 0 if it was not counted. */
+static __always_inline int irq_leave_timed(u32 kind, u64 *took)
+{
+    struct thread *t = current_thread();
+    struct irqstat *st;
+    int counted = 0;
+    u64 now;
+    u64 *start;
+
+    if (!t || !t->irq_depth)
+        return 0;
+    now = bpf_ktime_get_ns();
+    start = irqstart.lookup(&kind);
+    st = irqstats.lookup(&kind);
+    if (start && *start && st) {
+        *took = now - *start;
+        st->count++;
+        st->ns += *took;
+        *start = 0;
+        counted = 1;
+    }
+    if (t->irq_depth == 1)
+        charge(t, now);
+    t->irq_depth--;
+    return counted;
+}
+
+static __always_inline int irq_leave(u32 kind)
+{
+    u64 took = 0;
+    irq_leave_timed(kind, &took);
+    return 0;
+}
+
+/* one entry/exit pair per x86 vector, attached by name from ebpf.py */
+#define VECTOR(name, kind) \
+    int vec_in_##name(void *ctx) { return irq_enter(kind); } \
+    int vec_out_##name(void *ctx) { return irq_leave(kind); }
+
+VECTOR(local_timer, 0)
+VECTOR(reschedule, 1)
+VECTOR(call_function, 2)
+VECTOR(call_function_single, 3)
+VECTOR(irq_work, 4)
+VECTOR(x86_platform_ipi, 5)
+VECTOR(thermal_apic, 6)
+VECTOR(error_apic, 7)
+VECTOR(spurious_apic, 8)
+VECTOR(deferred_error_apic, 9)
+
+TRACEPOINT_PROBE(irq, irq_handler_entry)
+{
+    return irq_enter(IRQ_HANDLER);
+}
+
+TRACEPOINT_PROBE(irq, irq_handler_exit)
+{
+    struct irqstat fresh = {};
+    struct irqstat *st;
+    u32 irq = args->irq;
+    u64 took = 0;
+
+    if (!irq_leave_timed(IRQ_HANDLER, &took))
+        return 0;
+    st = irqdevs.lookup_or_try_init(&irq, &fresh);
+    if (st) {
+        __sync_fetch_and_add(&st->count, 1);
+        __sync_fetch_and_add(&st->ns, took);
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(irq, softirq_entry)
+{
+    u32 vec = args->vec;
+    return vec < 10 ? irq_enter(IRQ_SOFTIRQ + vec) : 0;
+}
+
+TRACEPOINT_PROBE(irq, softirq_exit)
+{
+    u32 vec = args->vec;
+    return vec < 10 ? irq_leave(IRQ_SOFTIRQ + vec) : 0;
+}
+
+/* ------------------------------------------------------------- stacks */
+int on_sample(void *ctx)
+{
+    struct thread *t = current_thread();
+    struct stack_key key = {};
+    u32 zero = 0;
+    u64 one = 1;
+    u64 *n;
+
+    if (!t)
+        return 0;
+    n = samples.lookup(&zero);
+    if (n)
+        (*n)++;
+#if STACK_FILTER == 1
+    if (t->mode != M_FAULT)
+        return 0;
+#endif
+    key.mode = t->mode;
+    key.kstack = stack_traces.get_stackid(ctx, 0);
+    if (key.kstack < 0) {
+        if (key.kstack != -14)  /* -EFAULT: sampled in user mode */
+            count_drop(D_STACK_LOST);
+        return 0;
+    }
+    n = stack_counts.lookup(&key);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else if (stack_counts.insert(&key, &one))
+        count_drop(D_STACK_COUNTS_FULL);
+    return 0;
+}

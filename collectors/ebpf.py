@@ -1,0 +1,550 @@
+"""The eBPF collector: in-kernel counting with bcc (Linux, root).
+
+One BPF program (collectors/bpf/stprof.c, specialised by collectors.ebpf_plan)
+counts syscalls, page faults and interrupts of the target's process tree and
+keeps a time budget per thread, all inside the kernel; nothing is sent to
+user space per event.  ``prepare()`` compiles and attaches once; each
+``run()`` empties the maps, starts (or attaches to) the target, waits for its
+end and reads the maps into a Profile (collectors.ebpf_read).
+
+Counting starts at the command's execve: the paused child's tid is put in
+the traced set as "armed" and becomes active at its own sys_enter of execve,
+so stprof's pre-exec syscalls are never counted.  Children and threads join
+the set at fork (task_newtask) when their parent is traced.
+
+bcc is imported only inside methods, so this module imports anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import select
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from collectors import ebpf_kernel as kernel
+from collectors import ebpf_read as read
+from collectors.base import Availability, Collector, Options, ProbeMethod
+from collectors.ebpf_plan import FAULT_SAMPLING, FAULT_SW_PAIR, Plan, make_plan, sampling_event
+from collectors.syscall_names import syscall_table
+from profiler.errors import CollectorUnavailable, TracingError, UsageError
+from profiler.model import Profile, Rusage
+from profiler.target import (
+    Interrupted,
+    decode_wait_status,
+    raise_exec_error,
+    relay_signals,
+    spawn_paused,
+)
+
+BPF_SOURCE = Path(__file__).with_name("bpf") / "stprof.c"
+SETUP_FIX = "run `make setup` (or: apt-get install python3-bpfcc bpfcc-tools)"
+HEADERS_FIX = ("run `make setup` (installs linux-headers and links them as "
+               "/lib/modules/$(uname -r)/build)")
+
+# stprof.c's phase and mode values for threads put in the map from here
+PH_ARMED, PH_ACTIVE = 1, 3
+M_UNKNOWN, M_SYSCALL = 0, 2
+R_UNKNOWN, R_BLOCKED = 0, 2
+
+SW_EVENTS = (
+    (kernel.PERF_COUNT_SW_PAGE_FAULTS, "on_fault_start"),
+    (kernel.PERF_COUNT_SW_PAGE_FAULTS_MIN, "on_fault_minor"),
+    (kernel.PERF_COUNT_SW_PAGE_FAULTS_MAJ, "on_fault_major"),
+)
+
+
+@dataclass
+class Outcome:
+    """How the target's run ended, as seen from user space."""
+
+    root_pid: int
+    started_ns: int
+    ended_ns: int
+    exit_status: int | None = None
+    rusage: Rusage = field(default_factory=Rusage)
+    notes: list[str] = field(default_factory=list)
+
+
+class EbpfCollector(Collector):
+    name: ClassVar[str] = "ebpf"
+    description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
+    platforms: ClassVar[tuple[str, ...]] = ("linux",)
+
+    def __init__(self, options: Options, fault_method: str | None = None) -> None:
+        """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING (tests, benchmarks)."""
+        super().__init__(options)
+        self._forced_fault_method = fault_method
+        self._bpf: Any = None
+        self.plan: Plan | None = None
+        self._syscalls = syscall_table()
+        self._refused_irq_tracepoints: list[str] = []
+
+    # ------------------------------------------------------------ questions
+    @classmethod
+    def availability(cls) -> Availability:
+        if not sys.platform.startswith("linux"):
+            return Availability.no("eBPF needs Linux", "use the dtrace collector on FreeBSD")
+        if not kernel.privileged_enough():
+            return Availability.no(
+                "needs root (or the CAP_BPF and CAP_PERFMON capabilities)",
+                "run stprof with sudo, or use --collector ptrace")
+        if importlib.util.find_spec("bcc") is None:
+            return Availability.no("the bcc Python module is not installed", SETUP_FIX)
+        if kernel.kernel_headers_dir() is None:
+            return Availability.no(
+                f"no kernel headers for {kernel.kernel_release()} at "
+                "/lib/modules/$(uname -r)/build", HEADERS_FIX)
+        if kernel.tracefs_dir() is None and not kernel.tracefs_mountable():
+            return Availability.no("this kernel offers neither tracefs nor debugfs",
+                                   "use a kernel built with CONFIG_TRACING")
+        return Availability.yes("bcc, kernel headers and tracepoints present")
+
+    @classmethod
+    def methods(cls) -> list[ProbeMethod]:
+        fault_methods = _fault_timing_methods()
+        return [
+            ProbeMethod("syscalls", "raw_syscalls sys_enter/sys_exit tracepoints",
+                        _tracepoint_availability("raw_syscalls", "sys_enter")),
+            ProbeMethod("faults", "exceptions page_fault_user/page_fault_kernel tracepoints",
+                        _tracepoint_availability("exceptions", "page_fault_user")),
+            *fault_methods,
+            ProbeMethod("off-CPU time", "sched_switch/sched_wakeup tracepoints",
+                        _tracepoint_availability("sched", "sched_switch")),
+            ProbeMethod("interrupts", "irq_vectors, irq and softirq tracepoints",
+                        _tracepoint_availability("irq", "softirq_entry")),
+            ProbeMethod("stacks", "perf_event sampling (cycles, else cpu-clock), BPF stack maps",
+                        _sampling_availability()),
+        ]
+
+    # ------------------------------------------------------------ lifecycle
+    def prepare(self) -> None:
+        if self._bpf is not None:
+            return
+        available = self.availability()
+        if not available.ok:
+            raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
+        problem = kernel.ensure_tracefs()
+        if problem is not None:
+            raise CollectorUnavailable(f"ebpf collector: {problem}",
+                                       "mount -t debugfs none /sys/kernel/debug")
+        self.plan = make_plan(self.options, self._forced_fault_method)
+        self._bpf = _compile(self.plan)
+        try:
+            self._attach(self.plan)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        bpf, self._bpf = self._bpf, None
+        if bpf is not None:
+            bpf.cleanup()
+
+    def run(self) -> Profile:
+        self.prepare()
+        plan = self._require_plan()
+        self._reset_maps()
+        misses_before = self._recursion_misses()
+        if self.options.attach_pid is not None:
+            outcome = self._trace_attached(self.options.attach_pid)
+        else:
+            outcome = self._trace_command()
+        profile = self._read_profile(plan, outcome)
+        missed = self._recursion_misses() - misses_before
+        if missed > 0:
+            profile.note(f"the kernel skipped {missed} probe runs (BPF recursion protection, "
+                         "system-wide): up to that many events may be missing")
+        return profile
+
+    # ------------------------------------------------------------ loading
+    def _require_plan(self) -> Plan:
+        if self.plan is None or self._bpf is None:
+            raise TracingError("ebpf collector: probes are not loaded")
+        return self.plan
+
+    def _attach(self, plan: Plan) -> None:
+        from bcc import PerfType
+
+        bpf = self._bpf
+        self._refused_irq_tracepoints = _attach_pairs(bpf, plan.manual_tracepoints)
+        if plan.fault_timed or not plan.fault_entry_tracepoints:
+            events = SW_EVENTS if plan.fault_timed else SW_EVENTS[:1]
+            for config, function in events:
+                _attach_or_fail(lambda c=config, fn=function: bpf.attach_perf_event(
+                    ev_type=PerfType.SOFTWARE, ev_config=c, fn_name=fn.encode(), sample_period=1),
+                    f"software event {config}")
+        if plan.sampling:
+            self._attach_sampling(plan)
+
+    def _attach_sampling(self, plan: Plan) -> None:
+        from bcc import PerfHWConfig, PerfSWConfig, PerfType
+
+        bpf = self._bpf
+        if plan.sample_event == "cycles":
+            try:
+                bpf.attach_perf_event(ev_type=PerfType.HARDWARE, ev_config=PerfHWConfig.CPU_CYCLES,
+                                      fn_name=b"on_sample", sample_freq=plan.sample_hz)
+                return
+            except Exception:
+                plan.sample_event = "cpu-clock"
+        _attach_or_fail(lambda: bpf.attach_perf_event(
+            ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
+            fn_name=b"on_sample", sample_freq=plan.sample_hz), "cpu-clock sampling")
+
+    def _reset_maps(self) -> None:
+        bpf = self._bpf
+        read.clear_stacks(bpf)
+        for name in ("traced", "procs", "errnos", "sysstats", "faultstats", "budgets",
+                     "irqstats", "irqstart", "irqdevs", "drops", "samples"):
+            read.bpf_map(bpf, name).clear()
+
+    def _recursion_misses(self) -> int:
+        total = 0
+        for function in self._bpf.funcs.values():
+            misses = kernel.recursion_misses(function.fd)
+            total += misses or 0
+        return total
+
+    # ------------------------------------------------------------ tracing
+    def _trace_command(self) -> Outcome:
+        argv = self.options.command
+        child = spawn_paused(argv, self.options.credentials)
+        try:
+            self._arm(child.pid, argv[0])
+            child.release()
+            error = child.exec_error()
+            if error is not None:
+                _reap(child.pid)
+                raise_exec_error(argv[0], error)
+            with relay_signals(child.pid):
+                _, status, usage = os.wait4(child.pid, 0)
+            ended = time.monotonic_ns()
+        except BaseException:
+            child.kill()
+            _reap(child.pid)
+            raise
+        finally:
+            child.close()
+        return Outcome(
+            root_pid=child.pid,
+            started_ns=child.released_ns or child.started_ns,
+            ended_ns=ended,
+            exit_status=decode_wait_status(status),
+            rusage=Rusage.from_struct(usage),
+        )
+
+    def _arm(self, pid: int, argv0: str) -> None:
+        """Put the paused child in the traced set; it goes live at its execve."""
+        traced, procs = read.bpf_map(self._bpf, "traced"), read.bpf_map(self._bpf, "procs")
+        thread = traced.Leaf()
+        thread.phase = PH_ARMED
+        thread.sys_nr = -1
+        thread.tgid = pid
+        traced[traced.Key(pid)] = thread
+        proc = procs.Leaf()
+        proc.ppid = os.getpid()
+        proc.threads = 1
+        proc.comm = os.path.basename(argv0).encode()[:15]
+        procs[procs.Key(pid)] = proc
+
+    def _trace_attached(self, pid: int) -> Outcome:
+        if pid == os.getpid() or not Path(f"/proc/{pid}").is_dir():
+            raise UsageError(f"no process {pid} to attach to")
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            raise UsageError(f"cannot attach to process {pid}: {exc.strerror}") from None
+        notes: list[str] = []
+        started = time.monotonic_ns()
+        try:
+            self._adopt(pid)
+            try:
+                with relay_signals(None):
+                    _wait_readable(pidfd)
+                notes.append(f"process {pid} exited while traced")
+            except Interrupted as stop:
+                notes.append(f"stopped tracing at {stop}; process {pid} keeps running")
+        finally:
+            os.close(pidfd)
+        return Outcome(root_pid=pid, started_ns=started, ended_ns=time.monotonic_ns(),
+                       notes=notes)
+
+    def _adopt(self, pid: int) -> None:
+        """Trace a running process: its entry, and every thread until none is new."""
+        procs = read.bpf_map(self._bpf, "procs")
+        proc = procs.Leaf()
+        proc.ppid = _proc_ppid(pid)
+        proc.comm = _proc_text(f"/proc/{pid}/comm").encode()[:15]
+        procs[procs.Key(pid)] = proc
+        adopted: set[int] = set()
+        while True:
+            fresh = _thread_ids(pid) - adopted
+            if not fresh:
+                break
+            for tid in fresh:
+                self._adopt_thread(pid, tid)
+            adopted |= fresh
+        proc.threads = len(adopted)
+        procs[procs.Key(pid)] = proc
+
+    def _adopt_thread(self, pid: int, tid: int) -> None:
+        """A thread joins mid-life: its state from /proc, unknown where /proc can't say."""
+        traced = read.bpf_map(self._bpf, "traced")
+        thread = traced.Leaf()
+        thread.phase = PH_ACTIVE
+        thread.tgid = pid
+        thread.sys_nr = -1  # a call in progress has no known start: not counted
+        thread.mode, thread.run = _thread_state(pid, tid)
+        now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns()
+        thread.start = thread.last = now
+        traced[traced.Key(tid)] = thread
+
+    # ------------------------------------------------------------ reading
+    def _read_profile(self, plan: Plan, outcome: Outcome) -> Profile:
+        bpf = self._bpf
+        options = self.options
+        closed = read.live_threads(bpf, outcome.ended_ns)
+        profile = Profile(
+            command=list(options.command),
+            exit_status=outcome.exit_status,
+            collector=self.name,
+            wall_ns=max(0, outcome.ended_ns - outcome.started_ns),
+            rusage=outcome.rusage,
+            attached_pid=options.attach_pid,
+            notes=list(outcome.notes),
+        )
+        profile.syscalls = read.read_syscalls(bpf, self._syscalls, plan.fault_timed)
+        profile.faults = read.read_faults(bpf, plan)
+        budget, unknown_ns = read.read_budget(bpf, closed)
+        profile.budget = budget
+        profile.irqs = read.read_irqs(bpf, budget.irq_ns)
+        sampled = read.read_stacks(bpf, plan) if plan.sampling else read.SampledStacks()
+        if plan.fault_method == FAULT_SAMPLING:
+            self._estimate_fault_time(profile, sampled, plan)
+        if plan.sampling and options.want_stacks and options.kernel_stacks != "off":
+            profile.stacks = read.stacks_section(sampled, options.kernel_stacks, plan.sample_hz)
+        profile.processes = self._processes(plan, outcome, closed)
+        profile.timing = self._timing(plan)
+        self._add_notes(profile, closed, unknown_ns, outcome)
+        return profile
+
+    def _processes(self, plan: Plan, outcome: Outcome, closed: list[read.ClosedThread]) -> list[
+            Any]:
+        table = read.read_processes(self._bpf, plan.fault_timed)
+        for thread in closed:
+            table.add_closed(thread, plan.fault_timed)
+        root = table.by_pid.get(outcome.root_pid)
+        if root is not None and outcome.exit_status is not None:
+            root.exit_status = outcome.exit_status
+        others = sorted((p for pid, p in table.by_pid.items() if pid != outcome.root_pid),
+                        key=lambda p: p.pid)
+        return ([root] if root is not None else []) + others
+
+    def _estimate_fault_time(self, profile: Profile, sampled: read.SampledStacks,
+                             plan: Plan) -> None:
+        period_ns = 1_000_000_000 // plan.sample_hz
+        faults = profile.faults
+        faults.user_ns = sampled.fault_samples_user * period_ns
+        faults.in_syscall_ns = sampled.fault_samples_sys * period_ns
+        faults.total_ns = faults.user_ns + faults.in_syscall_ns
+        samples = sampled.fault_samples_user + sampled.fault_samples_sys
+        faults.method = "kernel stack sampling"
+        faults.precision = (
+            f"estimate: {samples} cpu-clock samples at {plan.sample_hz} Hz whose kernel stack "
+            f"is in the fault handler, {period_ns} ns each (statistical; small counts are rough)")
+        faults.minor, faults.major = profile.rusage.minflt, profile.rusage.majflt
+        profile.note("fault time estimated by sampling (no perf software events); "
+                     "minor/major split taken from the command's rusage")
+        if profile.budget is not None:
+            read.move_sampled_fault_time(profile.budget, faults.user_ns, faults.in_syscall_ns)
+
+    def _timing(self, plan: Plan) -> dict[str, Any]:
+        samples = sum(int(v) for v in read.bpf_map(self._bpf, "samples")[0]) if plan.sampling else 0
+        return {
+            "method": "in-kernel tracepoints",
+            "syscall_probe": ("raw tracepoints sys_enter/sys_exit" if plan.raw_syscalls
+                              else "raw_syscalls tracepoints"),
+            "clock": "bpf_ktime_get_ns (CLOCK_MONOTONIC)",
+            "fault_method": plan.fault_method,
+            "stack_sampling_hz": plan.sample_hz if plan.sampling else 0,
+            "stack_sampling_event": plan.sample_event if plan.sampling else "",
+            "samples_of_traced_threads": samples,
+        }
+
+    def _add_notes(self, profile: Profile, closed: list[read.ClosedThread], unknown_ns: int,
+                   outcome: Outcome) -> None:
+        for text in read.read_drops(self._bpf, self._require_plan()):
+            profile.note(text)
+        faults = profile.faults
+        incomplete = read.incomplete_faults(self._bpf)
+        if incomplete:
+            profile.note(f"{incomplete} page faults ended without a completion event "
+                         "(failed, fixed up or retried elsewhere): counted, not timed; "
+                         "their time is unexplained")
+        if faults.method == FAULT_SW_PAIR and faults.count > faults.minor + faults.major:
+            profile.note(f"{faults.count - faults.minor - faults.major} faults were not "
+                         "completed by the fault handler (no minor/major event)")
+        if self._refused_irq_tracepoints:
+            profile.note("interrupt tracepoints refused by the kernel: "
+                         f"{', '.join(self._refused_irq_tracepoints)}; those interrupts' time "
+                         "counts as the state they interrupted")
+        if profile.stacks is not None and self._require_plan().sample_event == "cpu-clock":
+            profile.note("stacks sampled by cpu-clock (no hardware counters here): samples due "
+                         "while interrupts are off land where they are re-enabled, e.g. in "
+                         "exc_page_fault at a fault's entry")
+        budget = profile.budget
+        if budget is not None and budget.unexplained_ns != unknown_ns and not closed:
+            # with live threads, their state was read while they ran: in unexplained
+            profile.note(f"budget bookkeeping differs by {budget.unexplained_ns - unknown_ns} ns "
+                         "from the spans of unknown state (a stprof bug)")
+        survivors = {t.tgid for t in closed} - {outcome.root_pid}
+        if survivors and self.options.attach_pid is None:
+            profile.note(f"processes still running when the command exited: {len(survivors)}; "
+                         "they are counted up to then")
+        if self.options.attach_pid is not None:
+            profile.note("attached to a running process: the time before attaching is not "
+                         "seen and rusage is not available")
+
+
+# ------------------------------------------------------------------ helpers
+def _compile(plan: Plan) -> Any:
+    try:
+        from bcc import BPF
+    except (ImportError, OSError) as exc:
+        raise CollectorUnavailable(f"ebpf collector: cannot import bcc ({exc})",
+                                   SETUP_FIX) from None
+    source = BPF_SOURCE.read_text()
+    try:
+        return BPF(text=source.encode(), cflags=plan.cflags())
+    except Exception as exc:
+        if plan.raw_syscalls:  # old kernels: fall back to plain tracepoints
+            plan.raw_syscalls = False
+            return _compile(plan)
+        raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
+
+
+def _attach_or_fail(attach: Any, what: str) -> None:
+    try:
+        attach()
+    except Exception as exc:
+        raise TracingError(f"ebpf collector: cannot attach to {what} ({exc})") from None
+
+
+def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]]) -> list[str]:
+    """Attach entry/exit tracepoint pairs; a pair the kernel refuses is left out whole.
+
+    Returns the refused tracepoints (some kernels refuse BPF on irq_work's).
+    """
+    refused = []
+    for (entry, entry_fn), (exit_, exit_fn) in zip(pairs[::2], pairs[1::2]):
+        try:
+            bpf.attach_tracepoint(tp=entry.encode(), fn_name=entry_fn.encode())
+        except Exception:
+            refused.append(entry)
+            continue
+        try:
+            bpf.attach_tracepoint(tp=exit_.encode(), fn_name=exit_fn.encode())
+        except Exception:
+            bpf.detach_tracepoint(tp=entry.encode())
+            refused.append(exit_)
+    return refused
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _wait_readable(fd: int) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while not poller.poll(1000):
+        pass
+
+
+def _proc_text(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _proc_ppid(pid: int) -> int:
+    stat = _proc_text(f"/proc/{pid}/stat")
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _thread_ids(pid: int) -> set[int]:
+    try:
+        return {int(name) for name in os.listdir(f"/proc/{pid}/task")}
+    except OSError:
+        return set()
+
+
+def _thread_state(pid: int, tid: int) -> tuple[int, int]:
+    """(mode, run) of a thread we start tracing mid-life, as far as /proc knows.
+
+    /proc/TID/syscall names the syscall a blocked thread is in; a running
+    thread's mode and a runnable thread's place (CPU or runqueue) are unknown.
+    """
+    base = f"/proc/{pid}/task/{tid}"
+    syscall = _proc_text(f"{base}/syscall").split()
+    stat = _proc_text(f"{base}/stat").rsplit(")", 1)[-1].split()
+    state = stat[0] if stat else "?"
+    in_syscall = bool(syscall) and syscall[0].isdigit()
+    if in_syscall and state in ("S", "D", "I"):
+        return M_SYSCALL, R_BLOCKED
+    return M_UNKNOWN, R_UNKNOWN
+
+
+def _tracepoint_availability(category: str, event: str) -> Availability:
+    exists = kernel.tracepoint_exists(category, event)
+    if exists is None:
+        return Availability.no("cannot tell: tracefs not readable (needs root; stprof mounts it)")
+    if not exists:
+        return Availability.no(f"no {category}:{event} tracepoint in this kernel")
+    return Availability.yes()
+
+
+def _perf_availability(config: int, period: int = 1) -> Availability:
+    ok, why = kernel.perf_event_opens(config, period)
+    return Availability.yes() if ok else Availability.no(f"perf_event_open failed: {why}")
+
+
+def _sampling_availability() -> Availability:
+    clock = _perf_availability(kernel.PERF_COUNT_SW_CPU_CLOCK, 1000)
+    if sampling_event() == "cycles":
+        return Availability.yes("hardware cycles (NMI)")
+    if clock.ok:
+        return Availability.yes("cpu-clock (hrtimer): no hardware counters here")
+    return clock
+
+
+def _fault_timing_methods() -> list[ProbeMethod]:
+    """The fault-timing methods in order of preference, each detected here."""
+    fentry_ok, fentry_why = kernel.fentry_usable()
+    fentry = (Availability.no("works on this kernel, but not implemented in stprof yet")
+              if fentry_ok else Availability.no(f"not available here: {fentry_why}"))
+    kprobes = (Availability.no("works on this kernel, but not implemented in stprof yet")
+               if kernel.kprobes_available()
+               else Availability.no("not available here: kernel built without kprobes"))
+    pair = _perf_availability(kernel.PERF_COUNT_SW_PAGE_FAULTS_MIN)
+    sampling = _perf_availability(kernel.PERF_COUNT_SW_CPU_CLOCK, 1000)
+    if pair.ok:
+        pair = Availability.yes("used: exact per-fault time")
+        sampling = Availability.yes("fallback (an estimate)")
+    elif sampling.ok:
+        sampling = Availability.yes("used: an estimate from kernel stacks")
+    return [
+        ProbeMethod("fault time", "fentry/fexit on handle_mm_fault", fentry),
+        ProbeMethod("fault time", "kprobe/kretprobe on handle_mm_fault", kprobes),
+        ProbeMethod("fault time", "perf sw events page-faults -> minor/major-faults", pair),
+        ProbeMethod("fault time", "sampled kernel stacks in the fault handler", sampling),
+    ]

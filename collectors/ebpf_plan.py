@@ -1,0 +1,139 @@
+"""Which probes the eBPF collector uses on this host, decided before compiling.
+
+The plan turns what the kernel offers (collectors.ebpf_kernel) and what the
+user asked for (Options) into the -D flags that specialise
+collectors/bpf/stprof.c and the list of probes to attach by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collectors import ebpf_kernel as kernel
+from collectors.base import Options
+from collectors.syscall_names import syscall_table
+
+FAULT_SW_PAIR = "perf sw-event pair"
+FAULT_SAMPLING = "kernel stack sampling"
+FAULT_METHODS = (FAULT_SW_PAIR, FAULT_SAMPLING)
+
+MAX_THREADS = 65536
+MAX_PROCS = 65536
+MAX_SYSCALLS = 512
+STACK_ENTRIES = 8192
+HIST_SLOTS = 48  # as in stprof.c
+
+STACKS_OFF, STACKS_FAULTS, STACKS_KERNEL = 0, 1, 2
+
+# x86 interrupt vectors with entry/exit tracepoints, in stprof.c's VECTOR order.
+VECTORS = (
+    "local_timer",
+    "reschedule",
+    "call_function",
+    "call_function_single",
+    "irq_work",  # kept for stprof.c's numbering; the kernel refuses BPF on irq_work_exit
+    "x86_platform_ipi",
+    "thermal_apic",
+    "error_apic",
+    "spurious_apic",
+    "deferred_error_apic",
+)
+SOFTIRQS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED",
+            "HRTIMER", "RCU")
+DEVICE_IRQS = "irq"  # stprof.c's kind 10; reported per irq as irq:NAME
+IRQ_KINDS = (*VECTORS, DEVICE_IRQS, *(f"softirq:{name}" for name in SOFTIRQS))
+
+
+@dataclass
+class Plan:
+    follow: bool = True
+    raw_syscalls: bool = True
+    fault_entry_tracepoints: bool = True
+    fault_method: str = FAULT_SW_PAIR
+    stack_filter: int = STACKS_FAULTS
+    sample_hz: int = 999
+    # "cycles" (NMI: exact even where interrupts are off) or "cpu-clock" (hrtimer)
+    sample_event: str = "cpu-clock"
+    max_threads: int = MAX_THREADS
+    max_procs: int = MAX_PROCS
+    # (tracepoint "category:event", BPF function) pairs attached by hand
+    manual_tracepoints: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def fault_timed(self) -> bool:
+        return self.fault_method == FAULT_SW_PAIR
+
+    @property
+    def sampling(self) -> bool:
+        return self.stack_filter != STACKS_OFF
+
+    def cflags(self) -> list[str]:
+        numbers = {name: nr for nr, name in syscall_table().items()}
+        defines = {
+            "FOLLOW": int(self.follow),
+            "RAW_SYSCALLS": int(self.raw_syscalls),
+            "FAULT_ENTRY_TP": int(self.fault_entry_tracepoints),
+            "FAULT_TIMED": int(self.fault_timed),
+            "STACK_FILTER": self.stack_filter,
+            "NR_EXECVE": numbers.get("execve", -1),
+            "NR_EXECVEAT": numbers.get("execveat", -1),
+            "NR_EXIT": numbers.get("exit", -1),
+            "NR_EXIT_GROUP": numbers.get("exit_group", -1),
+            "MAX_THREADS": self.max_threads,
+            "MAX_PROCS": self.max_procs,
+            "MAX_SYSCALLS": MAX_SYSCALLS,
+            "STACK_ENTRIES": STACK_ENTRIES,
+        }
+        return [f"-D{name}={value}" for name, value in defines.items()]
+
+
+def irq_tracepoints() -> list[tuple[str, str]]:
+    """The x86 vector entry/exit tracepoints this kernel has, with their handlers
+    (device irqs and softirqs are TRACEPOINT_PROBEs in stprof.c)."""
+    pairs = []
+    for vector in VECTORS:
+        if vector == "irq_work":
+            continue
+        if kernel.tracepoint_exists("irq_vectors", f"{vector}_entry"):
+            pairs.append((f"irq_vectors:{vector}_entry", f"vec_in_{vector}"))
+            pairs.append((f"irq_vectors:{vector}_exit", f"vec_out_{vector}"))
+    return pairs
+
+
+def fault_timing_method(forced: str | None = None) -> str:
+    """The first fault-timing method that works here (fentry and kprobes are
+    detected by ``methods()`` but not implemented)."""
+    if forced is not None:
+        return forced
+    ok, _ = kernel.perf_event_opens(kernel.PERF_COUNT_SW_PAGE_FAULTS_MIN)
+    return FAULT_SW_PAIR if ok else FAULT_SAMPLING
+
+
+def sampling_event() -> str:
+    """Hardware cycles where the CPU (or hypervisor) offers them, else cpu-clock."""
+    ok, _ = kernel.perf_event_opens(kernel.PERF_COUNT_HW_CPU_CYCLES, 1000,
+                                    kernel.PERF_TYPE_HARDWARE)
+    return "cycles" if ok else "cpu-clock"
+
+
+def make_plan(options: Options, forced_fault_method: str | None = None) -> Plan:
+    method = fault_timing_method(forced_fault_method)
+    wants_stacks = options.want_stacks and options.kernel_stacks != "off"
+    if method == FAULT_SAMPLING or (wants_stacks and options.kernel_stacks == "all"):
+        stack_filter = STACKS_KERNEL
+    elif wants_stacks:
+        stack_filter = STACKS_FAULTS
+    else:
+        stack_filter = STACKS_OFF
+    return Plan(
+        follow=options.follow,
+        raw_syscalls=kernel.raw_tracepoints_likely(),
+        fault_entry_tracepoints=bool(kernel.tracepoint_exists("exceptions", "page_fault_user")),
+        fault_method=method,
+        stack_filter=stack_filter,
+        sample_hz=max(1, int(options.stack_frequency_hz)),
+        sample_event=sampling_event(),
+        max_threads=MAX_THREADS,
+        max_procs=MAX_PROCS,
+        manual_tracepoints=irq_tracepoints(),
+    )

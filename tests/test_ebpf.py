@@ -1,0 +1,385 @@
+"""The eBPF collector against the real kernel: known workloads, exact counts.
+
+Needs root, bcc and kernel headers (EbpfCollector.availability() says which
+is missing); the CI machines have them, so these tests run there.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors import ebpf_plan
+from collectors.base import Options
+from collectors.ebpf import EbpfCollector
+from collectors.ebpf_plan import FAULT_SAMPLING, FAULT_SW_PAIR
+from profiler.model import Profile
+from profiler.target import Credentials
+
+_AVAILABLE = EbpfCollector.availability()
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.bcc,
+    pytest.mark.skipif(not _AVAILABLE.ok, reason=f"ebpf collector: {_AVAILABLE.reason}"),
+]
+
+WORKLOADS = Path(__file__).parent / "workloads"
+DD_10M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=10M", "count=1", "status=none"]
+DD_100M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1", "status=none"]
+PAGE_SIZE = os.sysconf("SC_PAGESIZE")
+
+
+# ----------------------------------------------------------------- helpers
+def build(name: str, into: Path) -> Path:
+    """tests/workloads/<name>.c as a static binary (tests/workloads.py where it exists)."""
+    try:
+        from workloads import build as shared_build  # type: ignore[import-not-found]
+
+        return Path(shared_build(name))
+    except ImportError:
+        binary = into / name
+        if not binary.exists():
+            subprocess.run(["cc", "-static", "-O2", "-pthread", "-o", str(binary),
+                            str(WORKLOADS / f"{name}.c")], check=True)
+        return binary
+
+
+@pytest.fixture(scope="module")
+def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workloads")
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[EbpfCollector]:
+    """One prepared collector (default options) shared by the tests that allow it."""
+    with EbpfCollector(Options(command=["true"])) as prepared:
+        yield prepared
+
+
+def run(collector: EbpfCollector, command: list[str]) -> Profile:
+    collector.options.command = command
+    return collector.run()
+
+
+def profile_of(command: list[str], **options: object) -> Profile:
+    fault_method = options.pop("fault_method", None)
+    with EbpfCollector(Options(command=command, **options),  # type: ignore[arg-type]
+                       fault_method=fault_method) as fresh:  # type: ignore[arg-type]
+        return fresh.run()
+
+
+def calls(profile: Profile, name: str) -> int:
+    stats = profile.syscalls.get(name)
+    return stats.calls if stats else 0
+
+
+def perf_stat_page_faults(command: list[str]) -> int:
+    result = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", "--", *command],
+                            capture_output=True, text=True, check=True)
+    for line in result.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2].startswith("page-faults"):
+            return int(fields[0])
+    raise AssertionError(f"no page-faults line in perf stat output: {result.stderr!r}")
+
+
+def assert_budget_adds_up(profile: Profile, max_unexplained: float = 0.05) -> None:
+    budget = profile.budget
+    assert budget is not None
+    assert budget.lifetime_ns > 0
+    assert sum(budget.parts().values()) == budget.lifetime_ns
+    assert all(value >= 0 for value in budget.parts().values()), budget
+    assert budget.unexplained_ns <= max_unexplained * budget.lifetime_ns, budget
+
+
+# ------------------------------------------------------------ ground truth
+GETPPID, ENOENT, CHILD, THREAD, PAGES, EXIT = 2000, 300, 700, 500, 1000, 3
+
+
+@pytest.fixture(scope="module")
+def groundtruth(collector: EbpfCollector, bin_dir: Path) -> Profile:
+    binary = build("groundtruth", bin_dir)
+    return run(collector, [str(binary), str(GETPPID), str(ENOENT), str(CHILD), str(THREAD),
+                           str(PAGES), str(EXIT)])
+
+
+def test_groundtruth_counts_are_exact(groundtruth: Profile) -> None:
+    assert groundtruth.collector == "ebpf"
+    assert groundtruth.exit_status == EXIT
+    assert calls(groundtruth, "getppid") == GETPPID + CHILD + THREAD
+    chdir = groundtruth.syscalls["chdir"]
+    assert (chdir.calls, chdir.errors, chdir.errnos) == (ENOENT, ENOENT, {"ENOENT": ENOENT})
+    assert calls(groundtruth, "execve") == 1  # stprof's own pre-exec calls are not counted
+    assert groundtruth.syscalls["getppid"].hist
+    assert sum(groundtruth.syscalls["getppid"].hist) == GETPPID + CHILD + THREAD
+
+
+def test_groundtruth_per_process_split(groundtruth: Profile) -> None:
+    root, *children = groundtruth.processes
+    assert len(children) == 1
+    child = children[0]
+    assert root.ppid == os.getpid() and child.ppid == root.pid
+    assert root.threads == 2 and child.threads == 1
+    assert root.exit_status == EXIT and child.exit_status == 0
+    assert CHILD <= child.syscalls <= CHILD + 20
+    assert root.syscalls >= GETPPID + THREAD + ENOENT
+    assert root.syscall_errors == ENOENT
+    assert root.syscalls + child.syscalls == groundtruth.total_calls
+    assert root.minflt >= PAGES
+
+
+def test_groundtruth_agrees_with_ptrace(groundtruth: Profile, bin_dir: Path) -> None:
+    try:
+        from collectors import collector_class
+
+        ptrace_cls = collector_class("ptrace")
+    except Exception as exc:  # not written or not importable here
+        pytest.skip(f"ptrace collector not available: {exc}")
+    if not ptrace_cls.availability().ok:
+        pytest.skip(f"ptrace collector: {ptrace_cls.availability().reason}")
+    command = groundtruth.command
+    with ptrace_cls(Options(command=command)) as tracer:
+        traced = tracer.run()
+    for name in ("getppid", "chdir", "execve", "clone"):
+        assert calls(traced, name) == calls(groundtruth, name), name
+    assert traced.syscalls["chdir"].errnos == groundtruth.syscalls["chdir"].errnos
+    assert sorted(p.threads for p in traced.processes) == sorted(
+        p.threads for p in groundtruth.processes)
+
+
+def test_groundtruth_budget_adds_up(groundtruth: Profile) -> None:
+    assert_budget_adds_up(groundtruth)
+
+
+# --------------------------------------------------------------- page faults
+def test_fault_count_matches_pages_and_perf_stat(collector: EbpfCollector, bin_dir: Path) -> None:
+    pages = 20000
+    command = [str(build("touch_pages", bin_dir)), str(pages)]
+    profile = run(collector, command)
+    by_perf = perf_stat_page_faults(command)
+    faults = profile.faults
+    assert pages <= faults.count <= pages * 1.01
+    assert abs(faults.count - by_perf) <= 0.01 * by_perf
+    assert faults.user >= pages
+    assert faults.minor + faults.major == faults.count
+    assert faults.method == "perf sw-event pair"
+    assert_budget_adds_up(profile)
+
+
+def test_fault_time_is_positive_and_below_cpu_time(collector: EbpfCollector,
+                                                   bin_dir: Path) -> None:
+    profile = run(collector, [str(build("touch_pages", bin_dir)), "50000"])
+    faults = profile.faults
+    assert faults.total_ns is not None and faults.total_ns > 0
+    assert faults.total_ns == (faults.user_ns or 0) + (faults.in_syscall_ns or 0)
+    assert sum(faults.hist) == faults.minor + faults.major
+    cpu_by_kernel = profile.rusage.user_ns + profile.rusage.sys_ns
+    tick_ns = 2 * 4_000_000  # rusage is sampled at the tick
+    assert faults.total_ns < cpu_by_kernel + tick_ns
+    root = profile.processes[0]
+    assert root.fault_ns == faults.total_ns
+    assert root.user_ns is not None and root.sys_ns is not None
+    assert faults.total_ns < root.user_ns + root.sys_ns + profile.budget.irq_ns  # type: ignore[union-attr]
+
+
+def test_dd_read_faults_are_attributed_to_read(collector: EbpfCollector) -> None:
+    profile = run(collector, DD_10M)
+    read = profile.syscalls["read"]
+    buffer_pages = 10 * 1024 * 1024 // PAGE_SIZE
+    assert buffer_pages <= read.faults <= buffer_pages * 1.05
+    assert read.fault_ns is not None and 0 < read.fault_ns < read.total_ns
+    assert profile.faults.in_syscall >= buffer_pages
+    assert profile.faults.in_syscall_ns is not None
+    assert read.fault_ns <= profile.faults.in_syscall_ns
+    assert_budget_adds_up(profile)
+    budget = profile.budget
+    assert budget is not None and budget.fault_in_syscall_ns >= read.fault_ns
+
+
+def test_sampling_fallback_estimates_fault_time() -> None:
+    profile = profile_of(DD_100M, fault_method=FAULT_SAMPLING, stack_frequency_hz=4999)
+    faults = profile.faults
+    assert faults.method == "kernel stack sampling"
+    assert faults.count >= 100 * 1024 * 1024 // PAGE_SIZE
+    assert faults.total_ns is not None and faults.total_ns > 0
+    assert "estimate" in faults.precision
+    assert_budget_adds_up(profile)
+
+
+# ------------------------------------------------------------------ stacks
+def test_dd_stacks_show_clear_page_under_the_fault() -> None:
+    profile = profile_of(DD_100M, stack_frequency_hz=4999, fault_method=FAULT_SW_PAIR)
+    stacks = profile.stacks
+    assert stacks is not None and stacks.mode == "faults" and stacks.frequency_hz == 4999
+    assert stacks.samples == sum(stacks.folded.values()) > 0
+    clearing = [line for line in stacks.folded if re.search(r";clear_page\w*", line)]
+    assert clearing, stacks.top_functions()
+    assert any("do_anonymous_page" in line for line in clearing)
+    assert all(line.startswith(("entry_SYSCALL", "asm_exc_page_fault", "ret_from_fork"))
+               or ";" not in line for line in stacks.folded)
+
+
+def test_stacks_off_means_no_stacks() -> None:
+    profile = profile_of(DD_10M, kernel_stacks="off")
+    assert profile.stacks is None
+
+
+# ------------------------------------------------------- processes, threads
+def test_short_lived_children_are_all_seen(collector: EbpfCollector) -> None:
+    profile = run(collector, ["sh", "-c", "for i in 1 2 3 4 5; do /bin/true; done; exit 7"])
+    assert profile.exit_status == 7
+    assert calls(profile, "execve") == 6
+    assert len(profile.processes) == 6
+    assert [p.exit_status for p in profile.processes] == [7, 0, 0, 0, 0, 0]
+    assert {p.comm for p in profile.processes[1:]} == {"true"}
+    assert_budget_adds_up(profile)
+
+
+def test_no_follow_traces_only_the_first_process() -> None:
+    profile = profile_of(["sh", "-c", "for i in 1 2 3; do /bin/true; done"], follow=False)
+    assert calls(profile, "execve") == 1
+    assert len(profile.processes) == 1
+
+
+def test_sleeping_is_blocked_time(collector: EbpfCollector) -> None:
+    profile = run(collector, ["sleep", "0.3"])
+    budget = profile.budget
+    assert budget is not None
+    assert 0.28e9 <= budget.syscall_blocked_ns <= budget.lifetime_ns
+    assert profile.syscalls["clock_nanosleep"].total_ns >= 0.28e9
+    assert_budget_adds_up(profile)
+
+
+def test_dd_budget_adds_up(collector: EbpfCollector) -> None:
+    profile = run(collector, DD_10M)
+    assert_budget_adds_up(profile)
+    budget = profile.budget
+    assert budget is not None
+    assert budget.lifetime_ns <= profile.wall_ns
+
+
+def test_runs_start_from_zero(collector: EbpfCollector) -> None:
+    command = ["sh", "-c", "/bin/true; /bin/true; /bin/true"]
+    first, second = run(collector, command), run(collector, command)
+    assert calls(first, "execve") == calls(second, "execve") == 4
+    assert len(first.processes) == len(second.processes) >= 3
+    assert first.total_calls == second.total_calls
+
+
+# ----------------------------------------------------------------- privilege
+def test_command_runs_as_the_given_user(collector: EbpfCollector) -> None:
+    nobody = pwd.getpwnam("nobody")
+    shared = Path(tempfile.mkdtemp(prefix="stprof-uid-", dir="/tmp"))
+    shared.chmod(0o777)  # pytest's own tmp_path is private to root
+    out = shared / "uid"
+    collector.options.credentials = Credentials.for_user("nobody")
+    try:
+        profile = run(collector, ["sh", "-c", f"id -u > {out}"])
+        written = out.read_text().strip(), out.stat().st_uid
+    finally:
+        collector.options.credentials = None
+        shutil.rmtree(shared)
+    assert profile.exit_status == 0
+    assert written == (str(nobody.pw_uid), nobody.pw_uid)
+    assert calls(profile, "execve") == 2
+
+
+# -------------------------------------------------------------- attach (-p)
+def test_attach_until_the_process_exits() -> None:
+    script = "sleep 0.5; for i in 1 2 3 4; do /bin/true; done"
+    with EbpfCollector(Options()) as attached:
+        target = subprocess.Popen(["sh", "-c", script])
+        attached.options.attach_pid = target.pid
+        try:
+            profile = attached.run()
+        finally:
+            target.wait()
+    assert profile.attached_pid == target.pid and profile.exit_status is None
+    assert calls(profile, "execve") == 4
+    assert calls(profile, "clock_nanosleep") + calls(profile, "wait4") >= 1
+    assert any("exited" in note for note in profile.notes)
+    assert_budget_adds_up(profile, max_unexplained=0.5)
+
+
+def test_attach_stops_at_sigint_and_leaves_the_process_running() -> None:
+    target = subprocess.Popen(["sleep", "5"])
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with EbpfCollector(Options(attach_pid=target.pid)) as attached:
+            timer.start()
+            profile = attached.run()
+        assert profile.syscalls == {}  # asleep the whole time: no call completed
+        assert target.poll() is None
+        assert any("keeps running" in note for note in profile.notes)
+        assert profile.budget is not None and profile.budget.lifetime_ns > 0
+    finally:
+        timer.cancel()
+        target.kill()
+        target.wait()
+
+
+# ------------------------------------------------------------- losses, probes
+def test_a_full_thread_map_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ebpf_plan, "MAX_THREADS", 2)
+    profile = profile_of(["sh", "-c", "sleep 0.1 & sleep 0.1 & sleep 0.1 & wait"])
+    assert any("thread map" in note and "full" in note for note in profile.notes)
+    assert len(profile.processes) < 4
+
+
+def test_methods_name_what_works_here() -> None:
+    methods = EbpfCollector.methods()
+    fault_methods = [m for m in methods if m.what == "fault time"]
+    assert [m.method.split()[0] for m in fault_methods] == [
+        "fentry/fexit", "kprobe/kretprobe", "perf", "sampled"]
+    assert sum(1 for m in fault_methods if m.availability.reason.startswith("used")) == 1
+    syscalls = next(m for m in methods if m.what == "syscalls")
+    assert syscalls.availability.ok
+
+
+def bpf_and_perf_fds() -> int:
+    """Our open BPF program/map/link and perf event fds: every probe hangs on one."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(("anon_inode:bpf", "anon_inode:[perf_event]"))
+    return count
+
+
+def test_probes_are_gone_after_close() -> None:
+    before = bpf_and_perf_fds()
+    with EbpfCollector(Options(command=["true"])) as loaded:
+        loaded.run()
+        assert bpf_and_perf_fds() > before + 20
+    assert bpf_and_perf_fds() == before
+
+
+def test_probes_are_gone_after_an_exception() -> None:
+    before = bpf_and_perf_fds()
+    with pytest.raises(RuntimeError), EbpfCollector(Options(command=["true"])):
+        raise RuntimeError("boom")
+    assert bpf_and_perf_fds() == before
+
+
+def test_unknown_command_is_refused_before_tracing(collector: EbpfCollector) -> None:
+    from profiler.errors import CommandNotFound
+
+    with pytest.raises(CommandNotFound):
+        run(collector, ["/nonexistent/stprof-test-command"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
