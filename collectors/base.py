@@ -51,7 +51,7 @@ class Options:
     follow: bool = True
     credentials: Credentials | None = None
     kernel_stacks: str = "faults"  # "faults", "all" or "off"
-    stack_frequency_hz: int = 999
+    stack_frequency_hz: int = 4999
     want_stacks: bool = True
 
 

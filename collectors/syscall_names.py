@@ -19,6 +19,17 @@ def syscall_name(number: int, table: dict[int, str]) -> str:
     return table.get(number) or f"syscall_{number}"
 
 
+# The kernel's internal restart codes (include/linux/errno.h): a tracer sees
+# them when a signal interrupts a call that the kernel then restarts.
+KERNEL_ERRNOS = {
+    512: "ERESTARTSYS",
+    513: "ERESTARTNOINTR",
+    514: "ERESTARTNOHAND",
+    515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK",
+}
+
+
 def errno_name(number: int) -> str:
-    """ENOENT for 2; ``E<n>`` for numbers this Python does not name."""
-    return errno.errorcode.get(number, f"E{number}")
+    """ENOENT for 2; ``E<n>`` for numbers neither Python nor the kernel names."""
+    return errno.errorcode.get(number) or KERNEL_ERRNOS.get(number) or f"E{number}"

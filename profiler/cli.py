@@ -105,8 +105,8 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
-    group.add_argument("-F", "--frequency", type=_positive_int, default=999, metavar="HZ",
-                       help="stack sampling frequency (default: 999 Hz)")
+    group.add_argument("-F", "--frequency", type=_positive_int, default=4999, metavar="HZ",
+                       help="stack sampling frequency (default: 4999 Hz)")
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
 
