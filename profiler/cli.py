@@ -245,10 +245,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------- CI
 def _add_ci(sub: argparse._SubParsersAction[Any]) -> None:
-    try:  # TEMPORARY until profiler/cli_ci.py lands
-        from profiler import cli_ci
-    except ImportError:
-        return
+    from profiler import cli_ci
+
     cli_ci.add_subcommands(sub)
 
 
