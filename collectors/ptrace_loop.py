@@ -1,0 +1,494 @@
+"""The ptrace collector's tracer: one lean wait loop over a whole process tree.
+
+Per syscall the tracer sees two stops (entry and exit).  Each stop costs a
+wake-up of stprof and of the tracee, and every syscall stprof itself makes
+costs more than a microsecond on a virtual machine, so the loop does the
+least per stop:
+
+- entry stop: ``waitpid``, a timestamp, ``PTRACE_SYSCALL``.  On x86-64 the
+  entry is taken on trust from the thread's state (it was outside a syscall);
+  elsewhere ``PTRACE_GET_SYSCALL_INFO`` reads it.
+- exit stop: ``waitpid``, a timestamp, one read of the syscall's number and
+  result (x86-64: ``PTRACE_GETREGS``, orig_rax and rax; elsewhere
+  ``PTRACE_GET_SYSCALL_INFO``), ``PTRACE_SYSCALL``, then the counting, after
+  the resume so that the tracee already runs.
+
+The trust is checked: every x86-64 entry stop shows ``rax == -ENOSYS``, so
+an exit stop showing anything else is an exit; for the rare real ENOSYS
+result ``PTRACE_GET_SYSCALL_INFO`` decides, and an entry taken for an exit
+puts the thread back in step.  Anything that is not a syscall-stop (events,
+signals, exits) goes to the slower, readable :meth:`Tracer.handle_stop`.
+
+State is kept in plain lists for speed:
+
+- per thread ``[pending, entry_ns, process_counters, tgid]``; ``pending``
+  is -1 outside a syscall, else the syscall number or ``UNKNOWN_NR`` when
+  the number is read only at the exit;
+- per process ``[calls, errors, corrected_ns]``;
+- per syscall number, see ``S_*`` below.
+
+Syscalls that never reach their exit stop (``exit``, ``exit_group``, or a
+call cut short by its thread's exit) are counted as calls with no time:
+they add to ``calls`` but not to the time, min, max or histogram.  A thread
+killed outright (SIGKILL, another thread's exit_group) gives no exit stop;
+its unfinished call is counted only if its number is known (``lost_calls``
+counts the others).  A successful ``execve`` is timed up to its exit stop
+in the new program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors import ptrace_abi as abi
+from profiler.errors import TracingError
+from profiler.target import decode_wait_status
+
+# per-syscall counters
+S_CALLS, S_ERRORS, S_TOTAL, S_RAW, S_MIN, S_MAX, S_HIST, S_ERRNOS, S_UNTIMED = range(9)
+NO_MIN = 1 << 62
+HIST_SLOTS = 65  # int.bit_length() of a non-negative int64, plus one
+OUTSIDE = -1
+UNKNOWN_NR = 1 << 40  # in a syscall whose number is read at its exit
+
+STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+
+
+def new_stat() -> list[Any]:
+    return [0, 0, 0, 0, NO_MIN, 0, [0] * HIST_SLOTS, {}, 0]
+
+
+@dataclass
+class ProcRecord:
+    """One traced process: its threads, counters and /proc snapshots."""
+
+    pid: int
+    ppid: int | None
+    comm: str
+    counters: list[int] = field(default_factory=lambda: [0, 0, 0])
+    tids: set[int] = field(default_factory=set)
+    exit_status: int | None = None
+    last: abi.ProcStat | None = None
+    baseline: abi.ProcStat | None = None
+
+    def snapshot(self) -> None:
+        """Read the process-wide /proc counters (they only grow: keep the latest)."""
+        current = abi.proc_stat(self.pid)
+        if current is None:
+            return
+        self.last = current
+        if current.comm:
+            self.comm = current.comm
+
+
+class TracerGone(TracingError):
+    """waitpid found no tracee left although some were expected."""
+
+
+class Tracer:
+    """Traces one process tree; one instance per run (counters start at zero).
+
+    ``overhead_ns`` is subtracted from each timed call (clamped at 0);
+    ``sample_nr`` keeps every raw duration of that syscall number in
+    ``samples`` (the overhead calibration uses it).  ``entry_info`` forces
+    ``PTRACE_GET_SYSCALL_INFO`` at every stop, the method used where the
+    registers cannot tell an entry from an exit.
+    """
+
+    def __init__(
+        self,
+        *,
+        overhead_ns: int = 0,
+        follow: bool = True,
+        exit_kill: bool = True,
+        sample_nr: int = -2,
+        rt_sigreturn_nr: int = -2,
+        entry_info: bool = False,
+    ) -> None:
+        self.binding = abi.load()
+        self.overhead_ns = overhead_ns
+        self.options = abi.BASE_OPTIONS
+        if follow:
+            self.options |= abi.FOLLOW_OPTIONS
+        if exit_kill:
+            self.options |= abi.PTRACE_O_EXITKILL
+        self.sample_nr = sample_nr
+        self.rt_sigreturn_nr = rt_sigreturn_nr
+        self.samples: list[int] = []
+        self.threads: dict[int, list[Any]] = {}
+        self.stats: dict[int, list[Any]] = {}
+        self.procs: dict[int, ProcRecord] = {}
+        self.root: int | None = None
+        self.root_status: int | None = None
+        self.root_exit_ns: int | None = None
+        self.lost_calls = 0
+        self.resyncs = 0
+        self._info = abi.SyscallInfo()
+        regs_type = None if entry_info else self.binding.regs
+        self._regs: Any = regs_type() if regs_type is not None else None
+
+    @property
+    def method(self) -> str:
+        if self._regs is not None:
+            return "entry from thread state, exit from PTRACE_GETREGS"
+        return "PTRACE_GET_SYSCALL_INFO at entry and exit"
+
+    # ------------------------------------------------------------ attaching
+    def seize(self, tid: int) -> None:
+        """PTRACE_SEIZE with our options, then PTRACE_INTERRUPT so it stops."""
+        call = self.binding.call
+        call(abi.PTRACE_SEIZE, tid, 0, self.options)
+        call(abi.PTRACE_INTERRUPT, tid, 0, 0)
+
+    def adopt(self, tid: int) -> list[Any] | None:
+        """Register a tracee seen for the first time; None if it vanished."""
+        ids = abi.task_ids(tid)
+        if ids is None:
+            return None
+        proc = self.procs.get(ids.tgid)
+        if proc is None:
+            proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
+        proc.tids.add(tid)
+        state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        return state
+
+    def forget(self, tid: int) -> None:
+        """Undo :meth:`adopt` for a task that could not be seized."""
+        st = self.threads.pop(tid, None)
+        if st is None:
+            return
+        proc = self.procs[st[3]]
+        proc.tids.discard(tid)
+        if not proc.tids:
+            del self.procs[st[3]]
+
+    def resume(self, tid: int, sig: int = 0) -> None:
+        self.binding.raw(abi.PTRACE_SYSCALL, tid, 0, sig)
+
+    # ------------------------------------------------------------ hot loop
+    def loop(self) -> None:
+        """Trace until no tracee is left.
+
+        The loop makes no reference cycles, so the cyclic garbage collector
+        is paused meanwhile: its passes would land inside measured calls.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._loop()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _loop(self) -> None:
+        """The loop itself (one long function: local variables are the fastest)."""
+        threads = self.threads
+        stats = self.stats
+        info = self._info
+        info_addr = abi.pointer_to(info)
+        info_size = ctypes.sizeof(info)
+        regs = self._regs
+        regs_addr = abi.pointer_to(regs) if regs is not None else None
+        ptrace = self.binding.raw
+        waitpid = os.waitpid
+        mono = time.monotonic_ns
+        other_stop = self.handle_stop
+        adopt = self.adopt
+        is_entry = self._is_entry
+        overhead = self.overhead_ns
+        sample_nr = self.sample_nr
+        samples = self.samples
+        sigreturn = self.rt_sigreturn_nr
+        get_info = abi.PTRACE_GET_SYSCALL_INFO
+        getregs = abi.PTRACE_GETREGS
+        cont = abi.PTRACE_SYSCALL
+        failed = abi.FAILED
+        syscall_stop = abi.SYSCALL_STOP_STATUS
+        wall = abi.WALL
+        enosys = abi.ENOSYS_RAX
+        error_rax = abi.ERROR_RAX
+        ulong = abi.ULONG
+        no_syscall = abi.ULONG - 1
+        outside = OUTSIDE
+        unknown = UNKNOWN_NR
+        while threads:
+            try:
+                tid, status = waitpid(-1, wall)
+            except ChildProcessError:
+                raise TracerGone(f"{len(threads)} tracee(s) vanished") from None
+            t = mono()
+            if status != syscall_stop:
+                other_stop(tid, status, t)
+                continue
+            st = threads.get(tid)
+            if st is None:
+                st = adopt(tid)
+                if st is None:
+                    continue
+            if regs is not None:
+                if st[0] == outside:  # an entry: its number is read at the exit
+                    ptrace(cont, tid, 0, 0)
+                    st[0] = unknown
+                    st[1] = t
+                    continue
+                if ptrace(getregs, tid, 0, regs_addr) == failed:
+                    continue  # killed meanwhile: its exit is reported next
+                rax = regs.rax
+                nr = regs.orig_rax
+                if rax == enosys and is_entry(tid):  # out of step: this is an entry
+                    ptrace(cont, tid, 0, 0)
+                    st[0] = unknown
+                    st[1] = t
+                    continue
+                ptrace(cont, tid, 0, 0)
+                if nr == no_syscall:  # rt_sigreturn restored a frame with orig_rax = -1
+                    nr = sigreturn
+                err = ulong - rax if rax >= error_rax else 0
+            else:
+                if ptrace(get_info, tid, info_size, info_addr) == failed:
+                    continue
+                op = info.op
+                if op == 1:
+                    ptrace(cont, tid, 0, 0)
+                    st[0] = info.value
+                    st[1] = t
+                    continue
+                err = -info.value if info.is_error else 0
+                ptrace(cont, tid, 0, 0)
+                nr = st[0]
+                if op != 2 or nr == outside:
+                    continue  # not a syscall stop we know, or an exit whose entry we missed
+            st[0] = outside
+            raw_ns = t - st[1]
+            d = raw_ns - overhead
+            if d < 0:
+                d = 0
+            s = stats.get(nr)
+            if s is None:
+                s = stats[nr] = new_stat()
+            s[0] += 1
+            s[2] += d
+            s[3] += raw_ns
+            if d < s[4]:
+                s[4] = d
+            if d > s[5]:
+                s[5] = d
+            s[6][d.bit_length()] += 1
+            p = st[2]
+            p[0] += 1
+            p[2] += d
+            if err and nr != sigreturn:
+                s[1] += 1
+                p[1] += 1
+                errnos = s[7]
+                errnos[err] = errnos.get(err, 0) + 1
+            if nr == sample_nr:
+                samples.append(raw_ns)
+
+    def _is_entry(self, tid: int) -> bool:
+        """Ask the kernel whether this syscall-stop is an entry (rarely needed)."""
+        info = self._info
+        result = self.binding.raw(
+            abi.PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(info), abi.pointer_to(info)
+        )
+        entry = result != abi.FAILED and info.op == abi.OP_ENTRY
+        if entry:
+            self.resyncs += 1
+        return entry
+
+    def until_exec(self, root: int, exec_nrs: frozenset[int]) -> bool:
+        """Run the root alone up to its execve entry (stprof's own code is not counted).
+
+        Its /proc counters there become the process's baseline, so the faults
+        of stprof's pre-exec child code are not counted either.  Returns
+        False if the root died first (exec failed, or was killed).
+        """
+        info = self._info
+        addr, size = abi.pointer_to(info), ctypes.sizeof(info)
+        ptrace = self.binding.raw
+        while True:
+            _, status = os.waitpid(root, abi.WALL)
+            t = time.monotonic_ns()
+            if status != abi.SYSCALL_STOP_STATUS:
+                self.handle_stop(root, status, t)
+                if root not in self.threads:
+                    return False
+                continue
+            if ptrace(abi.PTRACE_GET_SYSCALL_INFO, root, size, addr) == abi.FAILED:
+                continue
+            if info.op == abi.OP_ENTRY and info.value in exec_nrs:
+                proc = self.procs[root]
+                proc.snapshot()
+                proc.baseline = proc.last
+                st = self.threads[root]
+                st[0], st[1] = info.value, time.monotonic_ns()
+                ptrace(abi.PTRACE_SYSCALL, root, 0, 0)
+                return True
+            ptrace(abi.PTRACE_SYSCALL, root, 0, 0)
+
+    # ------------------------------------------------------ the other stops
+    def handle_stop(self, tid: int, status: int, t: int) -> None:
+        """Everything but a syscall-stop: deaths, events, group-stops, signals."""
+        st = self.threads.get(tid)
+        if not os.WIFSTOPPED(status):
+            if st is not None:
+                self._gone(tid, st, status, t)
+            return  # else: a child of stprof that is not ours
+        if st is None:
+            st = self.adopt(tid)
+            if st is None:
+                return
+        sig = (status >> 8) & 0xFF
+        event = status >> 16
+        if event:
+            self._event(tid, st, event, sig)
+        elif sig == (0x80 | signal.SIGTRAP):
+            self.resume(tid)  # a syscall-stop outside the hot loop
+        else:
+            self.resume(tid, sig)  # signal-delivery-stop: deliver it
+
+    def _event(self, tid: int, st: list[Any], event: int, sig: int) -> None:
+        if event in (abi.PTRACE_EVENT_FORK, abi.PTRACE_EVENT_VFORK, abi.PTRACE_EVENT_CLONE):
+            new = abi.geteventmsg(tid)
+            if new and new not in self.threads:
+                self.adopt(new)  # unless it already reported its first stop
+        elif event == abi.PTRACE_EVENT_EXEC:
+            self._exec(tid, st)
+        elif event == abi.PTRACE_EVENT_EXIT:
+            self.procs[st[3]].snapshot()
+            self._untimed(st, tid)
+        elif event == abi.PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
+            # A group-stop of a SEIZEd tracee: stay stopped as an untraced
+            # process would, yet hear of the SIGCONT or SIGKILL that ends it.
+            self.binding.raw(abi.PTRACE_LISTEN, tid, 0, 0)
+            return
+        self.resume(tid)
+
+    def _exec(self, tid: int, st: list[Any]) -> None:
+        """After execve.  A non-leader thread that exec'd now has the leader's tid.
+
+        The other threads died in the exec; their deaths are reported as
+        exits, except the old leader's, whose unfinished call is settled here.
+        """
+        former = abi.geteventmsg(tid)
+        if former is not None and former != tid and former in self.threads:
+            moved = self.threads.pop(former)
+            self._untimed(st, None)
+            st[0], st[1] = moved[0], moved[1]
+        ids = abi.task_ids(tid)
+        if ids is not None:
+            self.procs[st[3]].comm = ids.name
+
+    def _untimed(self, st: list[Any], tid: int | None) -> None:
+        """Count a pending call that will never reach its exit stop.
+
+        ``tid`` is given when the thread is stopped, so that an unknown
+        number can still be read from its registers.
+        """
+        nr = st[0]
+        if nr == OUTSIDE:
+            return
+        st[0] = OUTSIDE
+        if nr == UNKNOWN_NR:
+            nr = self._orig_nr(tid) if tid is not None else None
+            if nr is None:
+                self.lost_calls += 1
+                return
+        s = self.stats.get(nr)
+        if s is None:
+            s = self.stats[nr] = new_stat()
+        s[S_CALLS] += 1
+        s[S_UNTIMED] += 1
+        st[2][0] += 1
+
+    def _orig_nr(self, tid: int) -> int | None:
+        regs = self._regs
+        if regs is None:
+            return None
+        if self.binding.raw(abi.PTRACE_GETREGS, tid, 0, abi.pointer_to(regs)) == abi.FAILED:
+            return None
+        nr: int = regs.orig_rax
+        return nr
+
+    def _gone(self, tid: int, st: list[Any], status: int, t: int) -> None:
+        self._untimed(st, None)
+        del self.threads[tid]
+        if tid == st[3]:
+            self.procs[tid].exit_status = decode_wait_status(status)
+        if tid == self.root:
+            self.root_status = status
+            self.root_exit_ns = t
+
+    # ------------------------------------------------------------ endings
+    def kill_all(self, timeout_s: float = 5.0) -> None:
+        """SIGKILL every traced process and reap them (never leave one stopped)."""
+        for tgid in {st[3] for st in self.threads.values()}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(tgid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self.threads and time.monotonic() < deadline:
+            try:
+                tid, status = os.waitpid(-1, abi.WALL | os.WNOHANG)
+            except ChildProcessError:
+                return
+            if tid == 0:
+                time.sleep(0.002)
+                continue
+            st = self.threads.get(tid)
+            if st is None:
+                continue
+            if os.WIFSTOPPED(status):
+                self.resume(tid)  # let it meet its SIGKILL
+            else:
+                self._gone(tid, st, status, time.monotonic_ns())
+
+    def detach_all(self, timeout_s: float = 3.0) -> None:
+        """Detach every tracee, leaving it running (as strace -p does on Ctrl-C).
+
+        Running tracees are interrupted first, since PTRACE_DETACH needs a
+        stopped tracee; a signal one was about to receive is passed on.  A
+        tracee that cannot be stopped in time is detached by the kernel when
+        stprof exits (attach mode never sets EXITKILL).  Calls in progress
+        are dropped, not counted.
+        """
+        for proc in self.procs.values():
+            if proc.exit_status is None:
+                proc.snapshot()
+        raw = self.binding.raw
+        pending = set(self.threads)
+        for tid in pending:
+            raw(abi.PTRACE_INTERRUPT, tid, 0, 0)
+        grace = time.monotonic() + 0.05
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            try:
+                tid, status = os.waitpid(-1, abi.WALL | os.WNOHANG)
+            except ChildProcessError:
+                break
+            if tid == 0:
+                if time.monotonic() > grace:
+                    # No news: a tracee already stopped (one whose stop we
+                    # had taken but not resumed) can be detached as it is.
+                    for quiet in list(pending):
+                        if raw(abi.PTRACE_DETACH, quiet, 0, 0) != abi.FAILED:
+                            pending.discard(quiet)
+                time.sleep(0.002)
+                continue
+            if tid not in pending:
+                continue
+            pending.discard(tid)
+            if not os.WIFSTOPPED(status):
+                self.threads[tid][0] = OUTSIDE
+                self._gone(tid, self.threads[tid], status, time.monotonic_ns())
+                continue
+            sig = (status >> 8) & 0xFF
+            deliver = sig if (status >> 16) == 0 and sig != (0x80 | signal.SIGTRAP) else 0
+            raw(abi.PTRACE_DETACH, tid, 0, deliver)
+        self.threads.clear()

@@ -1,0 +1,495 @@
+"""The ptrace collector: every syscall of a process tree, from syscall-stops.
+
+Works wherever ptrace does (Linux 5.3+ for PTRACE_GET_SYSCALL_INFO), with
+no kernel headers, bcc or root for a launched command.  Its costs and limits:
+
+- each syscall stops the tracee twice and wakes stprof each time, so a
+  syscall-heavy command runs many times slower (as under strace);
+- the measured entry-to-exit time of a call includes the cost of those
+  stops.  ``prepare()`` measures that cost with a null syscall (getppid)
+  traced by the very same loop, and every call's time is corrected by it
+  (clamped at zero); ``raw_total_ns`` keeps the uncorrected sum;
+- page faults are counted per process from /proc at each exit, with no
+  time and no user/in-syscall split; interrupts are not seen at all.
+
+See :mod:`collectors.ptrace_loop` for the loop and how each stop is handled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import platform
+import resource
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from collectors import ptrace_abi as abi
+from collectors.base import Availability, Collector, Options, ProbeMethod
+from collectors.ptrace_loop import NO_MIN, ProcRecord, Tracer
+from collectors.syscall_names import errno_name, syscall_name, syscall_table
+from profiler.errors import CollectorUnavailable, TracingError, UsageError
+from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
+from profiler.target import (
+    RELAYED_SIGNALS,
+    Interrupted,
+    decode_wait_status,
+    raise_exec_error,
+    relay_signals,
+    spawn_paused,
+)
+
+CALIBRATION_CALLS = 1000
+CALIBRATION_WARMUP = 100
+CALIBRATION_RUNS = 4
+MIN_KERNEL = (5, 3)  # PTRACE_GET_SYSCALL_INFO
+
+FAULT_PRECISION = (
+    "counts only: per-process minor/major fault totals read from /proc at each "
+    "exit; no fault time, no user/in-syscall split"
+)
+
+
+class PtraceCollector(Collector):
+    """Syscall counts, errors and times of a process tree through ptrace."""
+
+    name: ClassVar[str] = "ptrace"
+    description: ClassVar[str] = "ptrace syscall-stops (slow, works without root or bcc)"
+    platforms: ClassVar[tuple[str, ...]] = ("linux",)
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        self._overhead_ns: int | None = None
+        self._overhead_median_ns: int | None = None
+        # PTRACE_GET_SYSCALL_INFO at every stop even where the registers
+        # could do (x86-64): the portable method, kept testable everywhere.
+        self.entry_info = False
+        self._table = syscall_table()
+        self._numbers = {name: nr for nr, name in self._table.items()}
+
+    # -------------------------------------------------------- availability
+    @classmethod
+    def availability(cls) -> Availability:
+        if not sys.platform.startswith("linux"):
+            return Availability.no("ptrace collector needs Linux")
+        try:
+            abi.load()
+        except ImportError:
+            return Availability.no("python-ptrace is not installed", "pip install python-ptrace")
+        release = _kernel_version()
+        if release is not None and release < MIN_KERNEL:
+            return Availability.no(
+                f"kernel {platform.release()} has no PTRACE_GET_SYSCALL_INFO (needs 5.3+)"
+            )
+        if _yama_scope() == 3:
+            return Availability.no(
+                "ptrace is disabled (kernel.yama.ptrace_scope=3)",
+                "only a reboot re-enables it",
+            )
+        return Availability.yes("ptrace syscall-stops")
+
+    @classmethod
+    def methods(cls) -> list[ProbeMethod]:
+        ok = cls.availability()
+        no = Availability.no("not measurable with ptrace", "use the ebpf collector")
+        faults = Availability.yes("counts from /proc at exit") if ok.ok else ok
+        return [
+            ProbeMethod("syscalls", "ptrace syscall-stops (GETREGS / GET_SYSCALL_INFO)", ok),
+            ProbeMethod("faults", "/proc/<pid>/stat counters", faults),
+            ProbeMethod("fault time", "none", no),
+            ProbeMethod("interrupts", "none", no),
+            ProbeMethod("stacks", "none", no),
+        ]
+
+    # ------------------------------------------------------------ lifecycle
+    def prepare(self) -> None:
+        if self._overhead_ns is None:
+            self._overhead_ns = self._calibrate()
+
+    def run(self) -> Profile:
+        self.prepare()
+        try:
+            if self.options.attach_pid is not None:
+                return self._attach(self.options.attach_pid)
+            return self._launch()
+        except abi.load().error as exc:
+            raise TracingError(f"ptrace failed: {exc}") from None
+
+    # ------------------------------------------------------------ launching
+    def _new_tracer(self, *, attach: bool = False) -> Tracer:
+        return Tracer(
+            overhead_ns=self._overhead_ns or 0,
+            follow=self.options.follow,
+            exit_kill=not attach,
+            rt_sigreturn_nr=self._numbers.get("rt_sigreturn", -2),
+            entry_info=self.entry_info,
+        )
+
+    def _launch(self) -> Profile:
+        options = self.options
+        tracer = self._new_tracer()
+        exec_nrs = frozenset(
+            self._numbers[name] for name in ("execve", "execveat") if name in self._numbers
+        )
+        child = spawn_paused(options.command, options.credentials)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            _start_tracee(tracer, child.pid)
+            with relay_signals(child.pid):
+                started = _wait_first_stop(tracer, child.pid)
+                child.release()
+                if started and tracer.until_exec(child.pid, exec_nrs):
+                    tracer.loop()
+        except BaseException:
+            tracer.kill_all()
+            child.kill()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, abi.WALL)
+            child.close()
+            raise
+        err = child.exec_error()
+        child.close()
+        if err is not None:
+            raise_exec_error(options.command[0], err)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        profile = self._profile(tracer)
+        root = tracer.procs.get(child.pid)
+        profile.exit_status = (
+            decode_wait_status(tracer.root_status) if tracer.root_status is not None else None
+        )
+        released = child.released_ns or child.started_ns
+        profile.wall_ns = max(0, (tracer.root_exit_ns or time.monotonic_ns()) - released)
+        profile.rusage = _rusage_delta(before, after, root.baseline if root else None)
+        return profile
+
+    # ------------------------------------------------------------ attaching
+    def _attach(self, pid: int) -> Profile:
+        tracer = self._new_tracer(attach=True)
+        command = _cmdline(pid)
+        started = time.monotonic_ns()
+        interrupted = False
+        try:
+            with relay_signals(None):
+                try:
+                    _seize_process(tracer, pid)
+                    tracer.loop()
+                except Interrupted:
+                    interrupted = True
+        finally:
+            with _signals_held():
+                tracer.detach_all()
+        profile = self._profile(tracer)
+        profile.command = command
+        profile.attached_pid = pid
+        profile.exit_status = None
+        profile.wall_ns = time.monotonic_ns() - started
+        proc = tracer.procs.get(pid)
+        if proc is not None and proc.last is not None and proc.baseline is not None:
+            profile.rusage = Rusage(
+                user_ns=max(0, proc.last.user_ns - proc.baseline.user_ns),
+                sys_ns=max(0, proc.last.sys_ns - proc.baseline.sys_ns),
+                minflt=max(0, proc.last.minflt - proc.baseline.minflt),
+                majflt=max(0, proc.last.majflt - proc.baseline.majflt),
+            )
+        profile.note(
+            f"ptrace: attached to pid {pid} and its threads"
+            + (", detached on request" if interrupted else " until it exited")
+            + "; rusage is the attached process's /proc delta (no context switches); "
+            "calls in progress at the detach are not counted"
+        )
+        return profile
+
+    # ------------------------------------------------------------ calibration
+    def _calibrate(self) -> int:
+        """The tracer's cost per traced call, from a traced null syscall.
+
+        A forked child makes CALIBRATION_CALLS getppid calls under the same
+        loop that traces the command; their entry-to-exit time is what the
+        stops themselves add to every call (see :func:`overhead_floor`).
+        """
+        if not self.availability().ok:
+            raise CollectorUnavailable(f"ptrace collector: {self.availability().reason}")
+        getppid = self._numbers.get("getppid")
+        if getppid is None:
+            return 0
+        tracer = Tracer(follow=False, sample_nr=getppid, entry_info=self.entry_info)
+        gate_r, gate_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the calibration child
+            _calibration_child(gate_r, gate_w)
+        os.close(gate_r)
+        try:
+            _start_tracee(tracer, pid)
+            os.write(gate_w, b"g")
+            if _wait_first_stop(tracer, pid):
+                tracer.loop()
+        except TracingError as exc:
+            tracer.kill_all()
+            raise CollectorUnavailable(f"ptrace collector: {exc.one_line()}") from None
+        except BaseException:
+            tracer.kill_all()
+            raise
+        finally:
+            os.close(gate_w)
+        self._overhead_median_ns = int(statistics.median(tracer.samples or [0]))
+        return overhead_floor(tracer.samples[CALIBRATION_WARMUP:] or tracer.samples)
+
+    # ------------------------------------------------------------ the profile
+    def _profile(self, tracer: Tracer) -> Profile:
+        profile = Profile(command=list(self.options.command), collector=self.name)
+        for nr, s in sorted(tracer.stats.items()):
+            stats = _syscall_stats(s)
+            signed = nr - abi.ULONG if nr >= abi.ULONG // 2 else nr  # syscall(-1)
+            name = syscall_name(signed, self._table)
+            if name in profile.syscalls:
+                profile.syscalls[name].merge(stats)
+            else:
+                profile.syscalls[name] = stats
+        profile.processes = [_process_stats(p) for p in tracer.procs.values()]
+        minor = sum(p.minflt for p in profile.processes)
+        major = sum(p.majflt for p in profile.processes)
+        profile.faults = Faults(
+            count=minor + major,
+            minor=minor,
+            major=major,
+            total_ns=None,
+            method="rusage",
+            precision=FAULT_PRECISION,
+        )
+        overhead = self._overhead_ns or 0
+        profile.timing = {
+            "method": "ptrace syscall-stops",
+            "overhead_ns_per_call": overhead,
+            "shown": "corrected",
+            "calibration": (
+                f"least median of {CALIBRATION_RUNS} runs of traced getppid calls "
+                f"({CALIBRATION_CALLS} in all)"
+            ),
+            "overhead_ns_median": self._overhead_median_ns,
+            "stops": tracer.method,
+        }
+        profile.note(
+            f"ptrace: each call's time is its entry-to-exit stop interval minus the "
+            f"tracer's own least cost of {overhead} ns per call (measured on a traced "
+            "null syscall), clamped at 0; raw_total_ns keeps the uncorrected sums. "
+            "Stops can cost several times more on a busy or virtual machine: short "
+            "calls may still include some of it"
+        )
+        profile.note(
+            "ptrace: exit, exit_group and calls cut short by their thread's death are "
+            "counted with no time"
+        )
+        profile.note(
+            "ptrace cannot measure page-fault time, faults taken inside syscalls, or "
+            "interrupts; fault counts are per-process totals from /proc"
+        )
+        if tracer.lost_calls:
+            profile.note(
+                f"ptrace: {tracer.lost_calls} call(s) in progress when their thread was "
+                "killed outright are not counted (their number was not read yet)"
+            )
+        if tracer.resyncs:
+            profile.note(
+                f"ptrace: {tracer.resyncs} syscall-stop(s) were out of step with their "
+                "thread's state and were re-read with PTRACE_GET_SYSCALL_INFO"
+            )
+        if not self.options.follow:
+            profile.note("ptrace: --no-follow: only the first thread of the command is traced")
+        return profile
+
+
+# ---------------------------------------------------------------- helpers
+def overhead_floor(samples: list[int]) -> int:
+    """The least of the medians of a few consecutive runs of samples.
+
+    A traced call's cost is not one number: on a virtual machine it jumps
+    between regimes (about 8 us when tracer and tracee share a CPU, 30-40 us
+    when every stop wakes the other, idle CPU), and switches between them
+    over tens of milliseconds.  A median of each run is robust to single
+    outliers; the least of them is the cost no call escapes.  Subtracting
+    it never removes real syscall time, at the price of leaving some stop
+    cost in the times when the machine is in its slower regime.
+    """
+    if not samples:
+        return 0
+    size = max(1, len(samples) // CALIBRATION_RUNS)
+    runs = [samples[i : i + size] for i in range(0, len(samples) - size + 1, size)]
+    return int(min(statistics.median(run) for run in runs))
+
+
+def _start_tracee(tracer: Tracer, pid: int) -> None:
+    """Seize a child paused at its gate with our options, and interrupt it."""
+    try:
+        tracer.seize(pid)
+    except abi.load().error as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        number = abi.error_errno(exc)
+        raise TracingError(
+            f"cannot ptrace the command: {abi.errno_message(number)}",
+            "ptrace may be forbidden here (seccomp, container or yama policy)",
+        ) from None
+    tracer.root = pid
+    if tracer.adopt(pid) is None:
+        raise TracingError(f"the command (pid {pid}) vanished before it started")
+
+
+def _wait_first_stop(tracer: Tracer, pid: int) -> bool:
+    """Wait for the stop PTRACE_INTERRUPT asked for and let the child go on.
+
+    False when the child died instead.
+    """
+    while pid in tracer.threads:
+        _, status = os.waitpid(pid, abi.WALL)
+        stopped_by_us = os.WIFSTOPPED(status) and status >> 16 == abi.PTRACE_EVENT_STOP
+        tracer.handle_stop(pid, status, time.monotonic_ns())
+        if stopped_by_us:
+            return True
+    return False
+
+
+def _calibration_child(gate_r: int, gate_w: int) -> None:  # pragma: no cover - child
+    try:
+        os.close(gate_w)
+        os.read(gate_r, 1)
+        getppid = os.getppid
+        for _ in range(CALIBRATION_CALLS):
+            getppid()
+    finally:
+        os._exit(0)
+
+
+def _seize_process(tracer: Tracer, pid: int) -> None:
+    """PTRACE_SEIZE a process and every thread it has, until no new one appears."""
+    error = abi.load().error
+    seen: set[int] = set()
+    while True:
+        new = [tid for tid in abi.task_ids_of(pid) if tid not in seen]
+        if not new:
+            break
+        for tid in new:
+            seen.add(tid)
+            if tid in tracer.threads or tracer.adopt(tid) is None:
+                continue  # auto-attached through a clone event already, or gone
+            try:  # adopted first: if Ctrl-C comes now, detach_all still knows it
+                tracer.seize(tid)
+            except error as exc:
+                tracer.forget(tid)
+                if tid == pid:
+                    _attach_failed(pid, abi.error_errno(exc))
+    if pid not in tracer.threads:
+        _attach_failed(pid, errno.ESRCH)
+    proc = tracer.procs.get(pid)
+    if proc is not None:
+        proc.snapshot()
+        proc.baseline = proc.last
+
+
+def _attach_failed(pid: int, number: int | None) -> None:
+    if number == errno.ESRCH:
+        raise UsageError(f"-p {pid}: no such process")
+    raise TracingError(
+        f"cannot attach to pid {pid}: {abi.errno_message(number)}",
+        "run stprof as root, or lower kernel.yama.ptrace_scope",
+    )
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """While detaching: a second Ctrl-C must not cut the detach short."""
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in RELAYED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _syscall_stats(s: list[Any]) -> SyscallStats:
+    errnos: dict[str, int] = {}
+    for number, count in s[7].items():
+        name = abi.RESTART_ERRNOS.get(number) or errno_name(number)
+        errnos[name] = errnos.get(name, 0) + count
+    return SyscallStats(
+        calls=s[0],
+        errors=s[1],
+        errnos=errnos,
+        total_ns=s[2],
+        min_ns=None if s[4] == NO_MIN else s[4],
+        max_ns=s[5],
+        hist=trim_hist(list(s[6])),
+        raw_total_ns=s[3],
+    )
+
+
+def _process_stats(proc: ProcRecord) -> ProcessStats:
+    last, base = proc.last, proc.baseline
+    stats = ProcessStats(
+        pid=proc.pid,
+        ppid=proc.ppid,
+        comm=proc.comm,
+        threads=max(1, len(proc.tids)),
+        exit_status=proc.exit_status,
+        syscalls=proc.counters[0],
+        syscall_errors=proc.counters[1],
+        syscall_ns=proc.counters[2],
+    )
+    if last is not None:
+        stats.minflt = last.minflt - (base.minflt if base else 0)
+        stats.majflt = last.majflt - (base.majflt if base else 0)
+        stats.user_ns = last.user_ns - (base.user_ns if base else 0)
+        stats.sys_ns = last.sys_ns - (base.sys_ns if base else 0)
+    return stats
+
+
+def _rusage_delta(before: Any, after: Any, pre_exec: abi.ProcStat | None) -> Rusage:
+    """What wait4() reports for the root, less stprof's own pre-exec code.
+
+    The root is stprof's only child reaped during the run (its children's
+    usage is included once it reaps them), so the growth of our
+    RUSAGE_CHILDREN is exactly its wait4 rusage; this keeps os.wait4's
+    struct out of the trace loop.  ``pre_exec`` (the root's /proc counters at
+    its execve) is taken off: faults exactly, times to the clock tick.
+    """
+    base = pre_exec or abi.ProcStat("", 1, 0, 0, 0, 0)
+    return Rusage(
+        user_ns=max(0, round((after.ru_utime - before.ru_utime) * 1e9) - base.user_ns),
+        sys_ns=max(0, round((after.ru_stime - before.ru_stime) * 1e9) - base.sys_ns),
+        minflt=max(0, after.ru_minflt - before.ru_minflt - base.minflt),
+        majflt=max(0, after.ru_majflt - before.ru_majflt - base.majflt),
+        nvcsw=after.ru_nvcsw - before.ru_nvcsw,
+        nivcsw=after.ru_nivcsw - before.ru_nivcsw,
+    )
+
+
+def _cmdline(pid: int) -> list[str]:
+    """The command line of a running process (empty if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in data.split(b"\0") if arg]
+
+
+def _kernel_version() -> tuple[int, int] | None:
+    parts = platform.release().split(".")
+    try:
+        return int(parts[0]), int(parts[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _yama_scope() -> int | None:
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
