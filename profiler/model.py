@@ -408,11 +408,22 @@ def load_json_text(text: str, source: str) -> Any:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write via a temporary file and a rename so a reader never sees half a file.
+
+    Only a regular file (or a new one) is replaced that way; anything else,
+    such as /dev/null, /dev/stderr (a link) or a FIFO, is opened and written
+    as it is, so a device or a link is never replaced by a file.
+    """
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            with path.open("w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write ({exc.strerror})") from None

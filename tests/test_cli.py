@@ -1,0 +1,222 @@
+"""The command line as a person and a CI job use it: real commands, real exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from collectors import collector_class
+
+STPROF = [sys.executable, "-m", "profiler"]
+LINUX_COLLECTORS = ("ptrace", "ebpf")
+
+
+def availability_reason(name: str) -> str:
+    available = collector_class(name).availability()
+    return "" if available.ok else available.reason
+
+
+@pytest.fixture(params=LINUX_COLLECTORS)
+def collector(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    reason = availability_reason(name)
+    if reason:
+        pytest.skip(f"{name} collector unavailable here: {reason}")
+    return name
+
+
+def stprof(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([*STPROF, *args], text=True, check=False, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------- bad input
+@pytest.mark.parametrize("args", [["--bogus"], ["run", "--bogus"], ["report"],
+                                  ["run", "--top", "zero", "--", "true"],
+                                  ["run", "--collector", "nope", "--", "true"], []])
+def test_usage_errors_are_one_line_and_exit_2(args: list[str]) -> None:
+    result = stprof(*args)
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("stprof"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["no-such-command-stprof"], ["/nonexistent/bin/x"]])
+def test_missing_command_exits_127(command: list[str]) -> None:
+    result = stprof("run", "--", *command)
+    assert result.returncode == 127
+    assert error_lines(result) == [f"stprof: {command[0]}: command not found"]
+
+
+def test_not_executable_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    result = stprof("run", "--", str(script))
+    assert result.returncode == 126
+    assert len(error_lines(result)) == 1
+
+
+def test_no_command_is_usage_error() -> None:
+    result = stprof("run", "--collector", "ptrace")
+    assert result.returncode == 2
+    assert "no command given" in result.stderr
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"),
+    ('{"schema": "stprof/9"}', "unsupported schema"),
+    ('{"schema": "stprof/1"}', "malformed"),
+])
+def test_report_refuses_bad_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = stprof("report", str(path))
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and message in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run stprof as another user")
+def test_ebpf_as_non_root_says_so_and_exits_125() -> None:
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *STPROF, "run",
+         "--collector", "ebpf", "--", "true"],
+        capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 125, result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1 and "root" in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run stprof as another user")
+def test_auto_falls_back_to_ptrace_with_one_line_reason_when_not_root() -> None:
+    shared = Path(tempfile.mkdtemp(prefix="stprof-test-"))  # reachable by nobody, unlike tmp_path
+    shared.chmod(0o777)
+    saved = shared / "p.json"
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *STPROF, "run",
+         "--json", str(saved), "-o", "/dev/null", "--", "true"],
+        capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(saved.read_text())["collector"] == "ptrace"
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("stprof: ebpf collector unavailable: ")
+    assert lines[0].endswith("; using ptrace")
+    shutil.rmtree(shared)
+
+
+def test_doctor_says_which_collectors_work() -> None:
+    result = stprof("doctor")
+    assert result.returncode == 0
+    for name in ("ebpf", "ptrace", "dtrace"):
+        assert name in result.stdout
+    assert "--collector auto uses:" in result.stdout
+
+
+# --------------------------------------------------- the command's streams
+def test_stdio_untouched_and_report_on_stderr(collector: str) -> None:
+    result = stprof("run", "--collector", collector, "--", "sh", "-c",
+                    "cat; echo to-stderr >&2", input="hello\nworld\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\nworld\n"
+    assert result.stderr.startswith("to-stderr\n") or "to-stderr\n" in result.stderr
+    assert "syscall" in result.stderr and "read" in result.stderr
+
+
+@pytest.mark.parametrize("script,status", [("exit 7", 7), ("kill -TERM $$", 128 + 15),
+                                           ("kill -KILL $$", 128 + 9)])
+def test_exit_status_is_the_commands(collector: str, script: str, status: int) -> None:
+    result = stprof("run", "--collector", collector, "-o", os.devnull, "--", "sh", "-c", script)
+    assert result.returncode == status, result.stderr
+
+
+def test_report_to_file_and_json_round_trip(collector: str, tmp_path: Path) -> None:
+    report, saved = tmp_path / "report.txt", tmp_path / "p.json"
+    result = stprof("run", "--collector", collector, "-o", str(report), "--json", str(saved),
+                    "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "count=20", "status=none")
+    assert result.returncode == 0 and result.stderr == ""
+    data = json.loads(saved.read_text())
+    assert data["schema"] == "stprof/1" and data["collector"] == collector
+    assert data["syscalls"]["read"]["calls"] >= 20
+    again = stprof("report", str(saved))
+    assert again.returncode == 0
+    assert again.stdout == report.read_text()
+
+
+def test_view_options_filter_and_sort(collector: str, tmp_path: Path) -> None:
+    saved = tmp_path / "p.json"
+    stprof("run", "--collector", collector, "--json", str(saved), "-o", os.devnull, "--",
+           "dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=50", "status=none")
+    only = stprof("report", "-e", "read,write", str(saved)).stdout
+    table = next(block for block in only.split("\n\n") if block.startswith("syscall "))
+    names = [line.split()[0] for line in table.splitlines()[2:]]
+    assert names[:2] in (["read", "write"], ["write", "read"]) and "mmap" not in names
+    top = stprof("report", "-S", "calls", "--top", "1", str(saved)).stdout
+    assert "more syscalls not shown" in top
+
+
+# ------------------------------------------------------------- signals
+def wait_for_child(parent: psutil.Process, timeout: float = 30.0) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in parent.children(recursive=True):
+            if child.name() == "sleep":
+                return child
+        time.sleep(0.05)
+    raise AssertionError("the command never started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_stprof_reaches_command_and_report_follows(collector: str,
+                                                             signum: int) -> None:
+    proc = subprocess.Popen([*STPROF, "run", "--collector", collector, "--", "sleep", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    target = wait_for_child(psutil.Process(proc.pid))
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "nanosleep" in err or "clock_nanosleep" in err
+    assert not psutil.pid_exists(target.pid) or target.status() == psutil.STATUS_ZOMBIE
+
+
+# ---------------------------------------------------------- privileges
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+@pytest.mark.parametrize("extra,env,uid", [
+    ([], {"SUDO_UID": "65534", "SUDO_GID": "65534"}, "65534"),
+    (["--as-root"], {"SUDO_UID": "65534", "SUDO_GID": "65534"}, "0"),
+    (["-u", "nobody"], {}, "65534"),
+])
+def test_command_runs_as_the_invoking_user(collector: str, extra: list[str],
+                                           env: dict[str, str], uid: str) -> None:
+    result = stprof("run", "--collector", collector, *extra, "-o", os.devnull, "--",
+                    "sh", "-c", 'echo "$(id -u) $HOME"', env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    got_uid, home = result.stdout.split()
+    assert got_uid == uid
+    assert home == ("/nonexistent" if uid == "65534" else os.environ["HOME"])
+
+
+def test_output_to_dev_null_leaves_the_device_alone(tmp_path: Path) -> None:
+    before = os.stat(os.devnull)
+    result = stprof("run", "--collector", "ptrace", "-o", os.devnull, "--json", os.devnull,
+                    "--", "true")
+    assert result.returncode == 0, result.stderr
+    after = os.stat(os.devnull)
+    assert (after.st_ino, after.st_rdev, after.st_mode) == (before.st_ino, before.st_rdev,
+                                                           before.st_mode)
