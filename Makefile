@@ -4,19 +4,21 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMPS := .stamps
 
-.PHONY: setup demo test lint bench clean system
+.PHONY: setup demo test test-fast lint bench clean packages
 
-setup: $(STAMPS)/venv system
-
-# Debian packages, kernel headers and debugfs (as root; a no-op otherwise).
-system:
-	@sh tools/setup-system.sh
+setup: $(STAMPS)/venv
 	@sh tools/link-bcc.sh $(VPY)
 
-$(VPY):
-	$(PYTHON) -m venv $(VENV)
+# Debian packages, kernel headers and debugfs (as root; says what it skips otherwise).
+# Always run: it checks in well under a second when all is there.
+packages:
+	@sh tools/setup-system.sh
 
-$(STAMPS)/venv: pyproject.toml | $(VPY)
+# The venv needs python3-venv on Debian, so the packages come first.
+$(VPY): | packages
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+$(STAMPS)/venv: pyproject.toml | packages $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
 	@mkdir -p $(STAMPS) && touch $@
@@ -27,7 +29,11 @@ demo: setup
 test: setup lint
 	$(VENV)/bin/pytest -q
 
-lint: $(STAMPS)/venv
+# Everything but the slow CI acceptance tests (record/check 20x each way).
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: setup
 	$(VENV)/bin/ruff check profiler collectors reports tests tools bench
 	$(VENV)/bin/mypy
 

@@ -5,7 +5,7 @@
 # Idempotent: a second run checks and returns in well under a second.
 set -eu
 
-DEBIAN_PACKAGES="python3-bpfcc bpfcc-tools strace linux-perf gcc libc6-dev python3-venv"
+DEBIAN_PACKAGES="python3-bpfcc strace linux-perf gcc libc6-dev python3-venv util-linux"
 
 say() { echo "setup: $*"; }
 
