@@ -14,22 +14,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from collectors import collector_class
+from collector_guard import unavailable_reason
 
 STPROF = [sys.executable, "-m", "profiler"]
 LINUX_COLLECTORS = ("ptrace", "ebpf")
 
 
-def availability_reason(name: str) -> str:
-    available = collector_class(name).availability()
-    return "" if available.ok else available.reason
-
-
 @pytest.fixture(params=LINUX_COLLECTORS)
 def collector(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    reason = availability_reason(name)
+    reason = unavailable_reason(name)
     if reason:
         pytest.skip(f"{name} collector unavailable here: {reason}")
     return name

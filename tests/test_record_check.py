@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collector_guard import unavailable_reason
 from workloads import build
 
 TRIES = 20  # checks per claim: unchanged never fails, planted always caught
@@ -34,14 +35,8 @@ def _collector_param(name: str) -> Any:
     marks = [pytest.mark.slow]
     if name == "ebpf":
         marks += [pytest.mark.root, pytest.mark.bcc]
-    try:
-        from collectors import collector_class
-
-        available = collector_class(name).availability()
-        ok, reason = available.ok, available.reason
-    except Exception as exc:  # the module is missing or broken here
-        ok, reason = False, f"{type(exc).__name__}: {exc}"
-    if not ok:
+    reason = unavailable_reason(name)
+    if reason:
         marks.append(pytest.mark.skip(reason=f"{name} collector unavailable: {reason}"))
     return pytest.param(name, marks=marks, id=name)
 
