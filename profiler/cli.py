@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -72,7 +72,7 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("report")
     group.add_argument("-S", "--sort", default="time", choices=sorted(SORT_KEYS),
                        help="order of the syscall table (default: time)")
-    group.add_argument("--top", type=_positive_int, metavar="N",
+    group.add_argument("--top", type=positive_int, metavar="N",
                        help="show only the first N syscalls")
     group.add_argument("-e", "--syscalls", metavar="NAME,...", type=_name_set, default=set(),
                        help="show only these syscalls")
@@ -91,7 +91,7 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-c", "--collector", default="auto", choices=("auto", *NAMES),
                        help="how to trace (default: auto: ebpf where it can run, "
                             "dtrace on FreeBSD, else ptrace)")
-    group.add_argument("-p", "--pid", type=_positive_int, metavar="PID",
+    group.add_argument("-p", "--pid", type=positive_int, metavar="PID",
                        help="attach to a running process and its threads until it exits "
                             "or Ctrl-C, then detach")
     group.add_argument("-f", "--follow", dest="follow", action="store_true", default=True,
@@ -105,12 +105,12 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
-    group.add_argument("-F", "--frequency", type=_positive_int, default=4999, metavar="HZ",
+    group.add_argument("-F", "--frequency", type=positive_int, default=4999, metavar="HZ",
                        help="stack sampling frequency (default: 4999 Hz)")
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -176,12 +176,29 @@ def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     view = view_of(args)
+    check_writable(args.output, args.json, args.stacks)
     options = collector_options(args)
     cls = choose_collector(args.collector)
     with cls(options) as collector:
         profile: Profile = collector.run()
-    emit(profile, args, view)
+    try:
+        emit(profile, args, view)
+    except StprofError as exc:  # the command ran: its status still wins
+        print(f"stprof: {exc.one_line()}", file=sys.stderr)
     return profile.exit_status or 0
+
+
+def check_writable(*paths: str | None) -> None:
+    """Refuse an output path that cannot be written, before the command runs."""
+    for path in paths:
+        if path is None:
+            continue
+        target = Path(path)
+        where = target if target.exists() else target.parent
+        if not where.exists():
+            raise UsageError(f"{path}: cannot write (No such file or directory)")
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"{path}: cannot write (Permission denied)")
 
 
 # ---------------------------------------------------------------- report
@@ -209,24 +226,40 @@ def view_of(args: argparse.Namespace) -> ViewOptions:
 
 def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
          default_stream: TextIO | None = None) -> None:
-    """Write the JSON, the folded stacks and the report where the user asked."""
+    """Write the JSON, the folded stacks and the report where the user asked.
+
+    Each output is tried; the report reaches the terminal even when its file
+    cannot be written.  The first failure is raised once all were tried.
+    """
     from reports import FoldedRenderer, TextRenderer
 
+    failures: list[StprofError] = []
     if args.json:
-        profile.save(args.json)
+        _try_write(failures, lambda: profile.save(args.json))
     if args.stacks:
         if profile.stacks is None:
             print("stprof: no kernel stacks were sampled by this collector; "
                   f"{args.stacks} not written", file=sys.stderr)
         else:
-            write_text_atomically(Path(args.stacks), FoldedRenderer().render(profile))
+            folded = FoldedRenderer().render(profile)
+            _try_write(failures, lambda: write_text_atomically(Path(args.stacks), folded))
     text = TextRenderer(view).render(profile)
-    if args.output:
-        write_text_atomically(Path(args.output), text)
-    else:
+    if not (args.output and _try_write(
+            failures, lambda: write_text_atomically(Path(args.output), text))):
         stream = default_stream or sys.stderr
         stream.write(text)
         stream.flush()
+    if failures:
+        raise failures[0]
+
+
+def _try_write(failures: list[StprofError], write: Callable[[], None]) -> bool:
+    try:
+        write()
+    except StprofError as exc:
+        failures.append(exc)
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- doctor
@@ -272,6 +305,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(set STPROF_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
-
-def entry_point() -> None:
-    sys.exit(main())

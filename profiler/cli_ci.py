@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from profiler.budgets import BudgetFile, check_budgets, load_budget
+from profiler.cli import check_writable, command_of, positive_int
 from profiler.compare import (
     Comparison,
     ComparisonRenderer,
@@ -55,7 +56,7 @@ def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser.add_argument("-o", "--output", metavar="FILE", required=True,
                         help="where to write the record (JSON, schema stprof-record/1)")
     _add_run_options(parser, collector_default="auto")
-    parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
+    parser.add_argument("--repeat", type=positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help=f"runs to keep (default: {DEFAULT_REPEAT})")
     parser.add_argument("--warmup", type=_natural_int, default=DEFAULT_WARMUP, metavar="K",
                         help=f"runs to make first and discard (default: {DEFAULT_WARMUP})")
@@ -133,13 +134,6 @@ def _pct(fraction: float) -> str:
     return f"{fraction:.0%}".replace("%", "%%")
 
 
-def _positive_int(text: str) -> int:
-    value = _natural_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
 def _natural_int(text: str) -> int:
     try:
         value = int(text)
@@ -173,10 +167,11 @@ def _probability(text: str) -> float:
 
 # ----------------------------------------------------------------- commands
 def cmd_record(args: argparse.Namespace) -> int:
-    command = _command_of(args)
+    command = command_of(args)
     if not command:
         raise UsageError("no command given (usage: stprof record -o FILE [--repeat N] "
                          "-- COMMAND [ARGS...])")
+    check_writable(args.output)
     settings = Settings(repeat=args.repeat, warmup=args.warmup,
                         requested_collector=args.collector)
     record = _record(command, args.collector, settings)
@@ -202,7 +197,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     budget = load_budget(args.budget) if args.budget else None
     threshold = _threshold(args, budget)
     baseline = Record.load(args.baseline)
-    command = _command_of(args) or baseline.command
+    check_writable(args.output, args.markdown, args.junit, args.json)
+    command = command_of(args) or baseline.command
     collector = args.collector or baseline.collector
     if not args.update:
         _refuse_other_run(baseline, command, collector, args)
@@ -240,13 +236,6 @@ def _refuse_other_run(baseline: Record, command: list[str], collector: str,
 
 
 # ---------------------------------------------------------------- pieces
-def _command_of(args: argparse.Namespace) -> list[str]:
-    command = list(args.command or [])
-    if command and command[0] == "--":
-        command = command[1:]
-    return command
-
-
 def _record(command: list[str], collector_name: str, settings: Settings) -> Record:
     """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them."""
     from collectors import Options

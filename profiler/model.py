@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from profiler.errors import InputError
 
@@ -329,17 +330,18 @@ class Profile:
                 exit_status=data.get("exit_status"),
                 collector=str(data["collector"]),
                 wall_ns=int(data["wall_ns"]),
-                rusage=Rusage(**data["rusage"]),
+                rusage=_section(Rusage, data["rusage"]),
                 syscalls={
-                    name: _syscall_from(value) for name, value in data["syscalls"].items()
+                    str(name): _section(SyscallStats, value)
+                    for name, value in data["syscalls"].items()
                 },
-                processes=[ProcessStats(**p) for p in data.get("processes", [])],
-                faults=Faults(**data["faults"]),
+                processes=[_section(ProcessStats, p) for p in data.get("processes", [])],
+                faults=_section(Faults, data["faults"]),
                 notes=list(data.get("notes", [])),
                 timing=dict(data.get("timing") or {}),
-                irqs=Irqs(**data["irqs"]) if data.get("irqs") else None,
-                budget=_budget_from(data["budget"]) if data.get("budget") else None,
-                stacks=Stacks(**data["stacks"]) if data.get("stacks") else None,
+                irqs=_section(Irqs, data["irqs"]) if data.get("irqs") else None,
+                budget=_section(Budget, data["budget"]) if data.get("budget") else None,
+                stacks=_section(Stacks, data["stacks"]) if data.get("stacks") else None,
                 attached_pid=data.get("attached_pid"),
                 host=dict(data.get("host") or {}),
             )
@@ -365,14 +367,38 @@ def _syscall_dict(stats: SyscallStats) -> dict[str, Any]:
     return data
 
 
-def _syscall_from(value: dict[str, Any]) -> SyscallStats:
-    stats = SyscallStats(**value)
-    stats.hist = list(stats.hist)
-    return stats
+_Section = TypeVar("_Section")
+
+# How each annotated field type is checked when a file is read.
+_FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "int | None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    "str": lambda v: isinstance(v, str),
+    "list[int]": lambda v: isinstance(v, list) and all(isinstance(i, int) for i in v),
+    "dict[str, int]": lambda v: isinstance(v, dict) and all(
+        isinstance(i, int) for i in v.values()),
+}
 
 
-def _budget_from(value: dict[str, Any]) -> Budget:
-    return Budget(**{k: int(v) for k, v in value.items()})
+def _section(cls: type[_Section], value: Any) -> _Section:
+    """A model section from its JSON object, checking the types of known keys.
+
+    Keys this version does not know are ignored: files only ever gain keys
+    within one schema version (docs/schema.md).
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"{cls.__name__} is not an object")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, item in value.items():
+        f = known.get(key)
+        if f is None:
+            continue
+        check = _FIELD_CHECKS.get(str(f.type))
+        if check is not None and not check(item):
+            raise TypeError(f"{cls.__name__.lower()}.{key} has the wrong type")
+        kwargs[key] = item
+    return cls(**kwargs)
 
 
 def _describe(exc: BaseException) -> str:

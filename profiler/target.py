@@ -279,7 +279,9 @@ def relay_signals(target_pid: int | None) -> Iterator[SignalState]:
     def handler(signum: int, _frame: Any) -> None:
         state.received.append(signum)
         if target_pid is None:
-            raise Interrupted(signum)
+            if len(state.received) == 1:  # later ones must not break the detach
+                raise Interrupted(signum)
+            return
         from_terminal = signum in (signal.SIGINT, signal.SIGQUIT) and terminal_shared
         if not from_terminal:
             with suppress(ProcessLookupError):
