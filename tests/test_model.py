@@ -105,3 +105,17 @@ def test_truncated_real_profile_is_refused(tmp_path: Path) -> None:
     path.write_text(text[: len(text) // 2])
     with pytest.raises(InputError, match="not valid JSON"):
         Profile.load(path)
+
+
+def test_unknown_keys_are_ignored_and_wrong_types_refused(tmp_path: Path) -> None:
+    data = sample_profile().to_dict()
+    data["faults"]["added_later"] = 1
+    data["syscalls"]["read"]["added_later"] = {"x": 1}
+    data["added_later"] = []
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps(data))
+    assert Profile.load(path) == sample_profile()
+    data["syscalls"]["read"]["calls"] = "x"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"syscallstats.calls has the wrong type"):
+        Profile.load(path)
