@@ -12,6 +12,13 @@ the traced set as "armed" and becomes active at its own sys_enter of execve,
 so stprof's pre-exec syscalls are never counted.  Children and threads join
 the set at fork (task_newtask) when their parent is traced.
 
+Syscalls are probed with raw tracepoints where the kernel takes them (else
+the regular raw_syscalls tracepoints), and a running thread's state sits in
+its CPU's slot (stprof.c's `oncpu`, filled at context switches), so a
+syscall costs no hash lookup; whenever threads are added from here, or a run
+ends, the slots are made stale (ebpf_read's start_run, threads_added,
+stop_run).
+
 bcc is imported only inside methods, so this module imports anywhere.
 """
 
@@ -30,7 +37,15 @@ from typing import Any, ClassVar
 from collectors import ebpf_kernel as kernel
 from collectors import ebpf_read as read
 from collectors.base import Availability, Collector, Options, ProbeMethod
-from collectors.ebpf_plan import FAULT_SAMPLING, FAULT_SW_PAIR, Plan, make_plan, sampling_event
+from collectors.ebpf_plan import (
+    FAULT_SAMPLING,
+    FAULT_SW_PAIR,
+    SYSCALLS_RAW,
+    SYSCALLS_TRACEPOINTS,
+    Plan,
+    make_plan,
+    sampling_event,
+)
 from collectors.syscall_names import syscall_table
 from profiler.errors import CollectorUnavailable, TracingError, UsageError
 from profiler.model import Profile, Rusage
@@ -76,10 +91,13 @@ class EbpfCollector(Collector):
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
 
-    def __init__(self, options: Options, fault_method: str | None = None) -> None:
-        """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING (tests, benchmarks)."""
+    def __init__(self, options: Options, fault_method: str | None = None,
+                 raw_syscalls: bool | None = None) -> None:
+        """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING, ``raw_syscalls=False``
+        the regular syscall tracepoints (tests, benchmarks)."""
         super().__init__(options)
         self._forced_fault_method = fault_method
+        self._raw_syscalls = raw_syscalls
         self._bpf: Any = None
         self.plan: Plan | None = None
         self._syscalls = syscall_table()
@@ -109,8 +127,7 @@ class EbpfCollector(Collector):
     def methods(cls) -> list[ProbeMethod]:
         fault_methods = _fault_timing_methods()
         return [
-            ProbeMethod("syscalls", "raw_syscalls sys_enter/sys_exit tracepoints",
-                        _tracepoint_availability("raw_syscalls", "sys_enter")),
+            *_syscall_methods(),
             ProbeMethod("faults", "exceptions page_fault_user/page_fault_kernel tracepoints",
                         _tracepoint_availability("exceptions", "page_fault_user")),
             *fault_methods,
@@ -133,7 +150,7 @@ class EbpfCollector(Collector):
         if problem is not None:
             raise CollectorUnavailable(f"ebpf collector: {problem}",
                                        "mount -t debugfs none /sys/kernel/debug")
-        self.plan = make_plan(self.options, self._forced_fault_method)
+        self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls)
         self._bpf = _compile(self.plan)
         try:
             self._attach(self.plan)
@@ -203,6 +220,7 @@ class EbpfCollector(Collector):
         for name in ("traced", "procs", "errnos", "sysstats", "faultstats", "budgets",
                      "irqstats", "irqstart", "irqdevs", "drops", "samples"):
             read.bpf_map(bpf, name).clear()
+        read.start_run(bpf)
 
     def _recursion_misses(self) -> int:
         total = 0
@@ -252,6 +270,7 @@ class EbpfCollector(Collector):
         proc.threads = 1
         proc.comm = os.path.basename(argv0).encode()[:15]
         procs[procs.Key(pid)] = proc
+        read.threads_added(self._bpf)
 
     def _trace_attached(self, pid: int) -> Outcome:
         if pid == os.getpid() or not Path(f"/proc/{pid}").is_dir():
@@ -289,6 +308,7 @@ class EbpfCollector(Collector):
                 break
             for tid in fresh:
                 self._adopt_thread(pid, tid)
+            read.threads_added(self._bpf)
             adopted |= fresh
         proc.threads = len(adopted)
         procs[procs.Key(pid)] = proc
@@ -368,8 +388,8 @@ class EbpfCollector(Collector):
         samples = sum(int(v) for v in read.bpf_map(self._bpf, "samples")[0]) if plan.sampling else 0
         return {
             "method": "in-kernel tracepoints",
-            "syscall_probe": ("raw tracepoints sys_enter/sys_exit" if plan.raw_syscalls
-                              else "raw_syscalls tracepoints"),
+            "syscall_probe": plan.syscall_probe,
+            "thread_lookup": "per-CPU slot of the running thread, filled at sched_switch",
             "clock": "bpf_ktime_get_ns (CLOCK_MONOTONIC)",
             "fault_method": plan.fault_method,
             "stack_sampling_hz": plan.sample_hz if plan.sampling else 0,
@@ -379,7 +399,11 @@ class EbpfCollector(Collector):
 
     def _add_notes(self, profile: Profile, closed: list[read.ClosedThread], unknown_ns: int,
                    outcome: Outcome) -> None:
-        for text in read.read_drops(self._bpf, self._require_plan()):
+        plan = self._require_plan()
+        if not plan.raw_syscalls:
+            profile.note(f"syscalls probed with {SYSCALLS_TRACEPOINTS} (raw tracepoints: "
+                         f"{plan.raw_syscalls_why_not}): more overhead per syscall")
+        for text in read.read_drops(self._bpf, plan):
             profile.note(text)
         faults = profile.faults
         incomplete = read.incomplete_faults(self._bpf)
@@ -425,6 +449,8 @@ def _compile(plan: Plan) -> Any:
     except Exception as exc:
         if plan.raw_syscalls:  # old kernels: fall back to plain tracepoints
             plan.raw_syscalls = False
+            last_line = (str(exc).strip().splitlines() or ["?"])[-1]
+            plan.raw_syscalls_why_not = f"refused by the kernel or bcc ({last_line})"
             return _compile(plan)
         raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
 
@@ -525,6 +551,24 @@ def _sampling_availability() -> Availability:
     if clock.ok:
         return Availability.yes("cpu-clock (hrtimer): no hardware counters here")
     return clock
+
+
+def _syscall_methods() -> list[ProbeMethod]:
+    """Raw tracepoints where they work, else the regular syscall tracepoints."""
+    tracepoints = _tracepoint_availability("raw_syscalls", "sys_enter")
+    raw_ok, raw_why = kernel.raw_tracepoint_usable()
+    if raw_ok:
+        raw = Availability.yes("used: cheapest syscall probe")
+        if tracepoints.ok:
+            tracepoints = Availability.yes("fallback")
+    else:
+        raw = Availability.no(f"not available here: {raw_why}")
+        if tracepoints.ok:
+            tracepoints = Availability.yes("used")
+    return [
+        ProbeMethod("syscalls", SYSCALLS_RAW, raw),
+        ProbeMethod("syscalls", SYSCALLS_TRACEPOINTS, tracepoints),
+    ]
 
 
 def _fault_timing_methods() -> list[ProbeMethod]:

@@ -39,6 +39,7 @@ PERF_COUNT_SW_PAGE_FAULTS_MAJ = 6
 BPF_PROG_LOAD = 5
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_RAW_TRACEPOINT_OPEN = 17
+BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 BPF_PROG_TYPE_TRACING = 26
 BPF_TRACE_FENTRY = 24
 PROG_INFO_SIZE = 256
@@ -162,6 +163,20 @@ def raw_tracepoints_likely() -> bool:
     return kernel_version() >= (4, 17)
 
 
+def raw_tracepoint_usable(tracepoint: str = "sys_enter") -> tuple[bool, str]:
+    """Load an empty raw tracepoint program and attach it to ``tracepoint``.
+
+    Raw tracepoints hand the probe the tracepoint's arguments as they are,
+    skipping the trace-buffer set-up of regular tracepoint programs.  As with
+    fentry, only trying tells (the program is attached for a moment).
+    """
+    if not privileged_enough():
+        return False, "cannot tell without root"
+    if not raw_tracepoints_likely():
+        return False, f"kernel {kernel_release()} predates raw tracepoints (4.17)"
+    return _attach_empty(BPF_PROG_TYPE_RAW_TRACEPOINT, tracepoint.encode())
+
+
 # ------------------------------------------------------------- syscalls
 def _syscall_number(name: str) -> int | None:
     for number, known in syscall_table().items():
@@ -259,20 +274,29 @@ def fentry_usable(function: str = "handle_mm_fault") -> tuple[bool, str]:
     btf_id = _btf_func_id(function)
     if btf_id is None:
         return False, f"{function} not found in kernel BTF"
+    return _attach_empty(BPF_PROG_TYPE_TRACING, None, BPF_TRACE_FENTRY, btf_id)
+
+
+def _attach_empty(prog_type: int, raw_tracepoint: bytes | None, attach_type: int = 0,
+                  btf_id: int = 0) -> tuple[bool, str]:
+    """Load "r0 = 0; exit" as ``prog_type`` and attach it with BPF_RAW_TRACEPOINT_OPEN
+    (to ``raw_tracepoint``, or to its BTF target when None), then let go of both."""
     insns = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
     code = ctypes.create_string_buffer(insns)
     license_ = ctypes.create_string_buffer(b"GPL")
     attr = bytearray(128)
-    struct.pack_into("IIQQ", attr, 0, BPF_PROG_TYPE_TRACING, 2, ctypes.addressof(code),
+    struct.pack_into("IIQQ", attr, 0, prog_type, 2, ctypes.addressof(code),
                      ctypes.addressof(license_))
-    struct.pack_into("I", attr, 68, BPF_TRACE_FENTRY)
+    struct.pack_into("I", attr, 68, attach_type)
     struct.pack_into("I", attr, 108, btf_id)
     prog_fd, err = _bpf(BPF_PROG_LOAD, attr)
     if prog_fd < 0:
         return False, f"program load refused ({errno.errorcode.get(err, err)})"
+    name = ctypes.create_string_buffer(raw_tracepoint) if raw_tracepoint is not None else None
     try:
         link = bytearray(16)
-        struct.pack_into("QI", link, 0, 0, prog_fd)
+        struct.pack_into("QI", link, 0, ctypes.addressof(name) if name is not None else 0,
+                         prog_fd)
         link_fd, err = _bpf(BPF_RAW_TRACEPOINT_OPEN, link)
         if link_fd < 0:
             return False, f"attach refused ({errno.errorcode.get(err, err)})"

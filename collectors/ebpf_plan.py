@@ -44,10 +44,16 @@ DEVICE_IRQS = "irq"  # stprof.c's kind 10; reported per irq as irq:NAME
 IRQ_KINDS = (*VECTORS, DEVICE_IRQS, *(f"softirq:{name}" for name in SOFTIRQS))
 
 
+SYSCALLS_RAW = "raw tracepoints sys_enter/sys_exit"
+SYSCALLS_TRACEPOINTS = "raw_syscalls:sys_enter/sys_exit tracepoints"
+
+
 @dataclass
 class Plan:
     follow: bool = True
+    # raw tracepoints (cheaper) where the kernel takes them, else regular ones
     raw_syscalls: bool = True
+    raw_syscalls_why_not: str = ""
     fault_entry_tracepoints: bool = True
     fault_method: str = FAULT_SW_PAIR
     stack_filter: int = STACKS_FAULTS
@@ -66,6 +72,10 @@ class Plan:
     @property
     def sampling(self) -> bool:
         return self.stack_filter != STACKS_OFF
+
+    @property
+    def syscall_probe(self) -> str:
+        return SYSCALLS_RAW if self.raw_syscalls else SYSCALLS_TRACEPOINTS
 
     def cflags(self) -> list[str]:
         numbers = {name: nr for nr, name in syscall_table().items()}
@@ -116,8 +126,14 @@ def sampling_event() -> str:
     return "cycles" if ok else "cpu-clock"
 
 
-def make_plan(options: Options, forced_fault_method: str | None = None) -> Plan:
+def make_plan(options: Options, forced_fault_method: str | None = None,
+              raw_syscalls: bool | None = None) -> Plan:
+    """``raw_syscalls`` False forces the regular tracepoints (tests, benchmarks)."""
     method = fault_timing_method(forced_fault_method)
+    if raw_syscalls is False:
+        raw_ok, raw_why = False, "not asked for"
+    else:
+        raw_ok, raw_why = kernel.raw_tracepoint_usable()
     wants_stacks = options.want_stacks and options.kernel_stacks != "off"
     if method == FAULT_SAMPLING or (wants_stacks and options.kernel_stacks == "all"):
         stack_filter = STACKS_KERNEL
@@ -127,7 +143,8 @@ def make_plan(options: Options, forced_fault_method: str | None = None) -> Plan:
         stack_filter = STACKS_OFF
     return Plan(
         follow=options.follow,
-        raw_syscalls=kernel.raw_tracepoints_likely(),
+        raw_syscalls=raw_ok,
+        raw_syscalls_why_not=raw_why,
         fault_entry_tracepoints=bool(kernel.tracepoint_exists("exceptions", "page_fault_user")),
         fault_method=method,
         stack_filter=stack_filter,

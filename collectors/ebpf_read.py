@@ -31,8 +31,9 @@ C_FAULT_USER_CPU, C_FAULT_USER_OFF, C_FAULT_SYS_CPU, C_FAULT_SYS_OFF = 3, 4, 5, 
 C_IRQ, C_RUNQ, C_UNKNOWN = 7, 8, 9
 NCHARGE = 10
 
-# stprof.c's enums phase, mode and run
+# stprof.c's enums phase, mode and run, and enum slot_state
 PH_ACTIVE = 3
+S_TRACED = 2
 M_USER, M_SYSCALL, M_FAULT = 1, 2, 3
 R_ONCPU, R_BLOCKED, R_QUEUED = 1, 2, 3
 
@@ -76,6 +77,47 @@ def first_value(bpf: Any, name: str) -> list[Any]:
     """The per-CPU values of entry 0 of a one-entry per-CPU array."""
     values = bpf_map(bpf, name)
     return list(values[values.Key(0)])
+
+
+# ------------------------------------------------------------- generations
+def _update_gens(bpf: Any, untraced: int = 0, traced: int = 0,
+                 stopped: int | None = None) -> int:
+    """Bump stprof.c's `gens` (never lowered: a stale slot stays stale), set
+    `stopped` if given; returns the traced generation before."""
+    gens = bpf_map(bpf, "gens")
+    key = gens.Key(0)
+    value = gens[key]
+    before = int(value.traced)
+    value.untraced += untraced
+    value.traced += traced
+    if stopped is not None:
+        value.stopped = stopped
+    gens[key] = value
+    return before
+
+
+def start_run(bpf: Any) -> None:
+    """Every CPU's slot is stale; the probes count again."""
+    _update_gens(bpf, untraced=1, traced=1, stopped=0)
+
+
+def threads_added(bpf: Any) -> None:
+    """After threads were put in `traced` from here: a CPU's slot may say one
+    of them, running, is untraced."""
+    _update_gens(bpf, untraced=1)
+
+
+def stop_run(bpf: Any) -> int:
+    """The probes stop counting and leave every map as it is (the slots of
+    running threads too); returns the generation of those slots."""
+    return _update_gens(bpf, traced=1, stopped=1)
+
+
+def checked_out(bpf: Any, generation: int) -> dict[int, Any]:
+    """tid -> state of each traced thread that was running at the stop (in its
+    CPU's slot, newer than its entry in `traced`)."""
+    return {int(slot.tid): slot.t for slot in first_value(bpf, "oncpu")
+            if slot.state == S_TRACED and int(slot.gen) == generation}
 
 
 # ------------------------------------------------------------- live threads
@@ -134,9 +176,12 @@ def close_thread(tid: int, leaf: Any, end: int) -> ClosedThread:
 
 
 def live_threads(bpf: Any, end: int) -> list[ClosedThread]:
-    """Every thread still traced, closed at ``end``; tracing of them stops."""
+    """Every thread still traced, closed at ``end``; the run's counting stops
+    (all of it at once, so that these threads agree with the other maps)."""
+    running = checked_out(bpf, stop_run(bpf))
     traced = bpf_map(bpf, "traced")
-    entries = [(int(key.value), leaf) for key, leaf in traced.items()]
+    entries = [(int(key.value), running.get(int(key.value), leaf))
+               for key, leaf in traced.items()]
     for tid, _ in entries:
         with contextlib.suppress(KeyError):
             del traced[traced.Key(tid)]

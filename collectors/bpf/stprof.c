@@ -12,9 +12,16 @@
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
  *
- * Each traced thread has one entry in `traced`, keyed by tid; the hot path
- * (sys_enter/sys_exit) does one hash lookup there and one per-CPU array
- * lookup.  Every state change of a thread first "charges" the time since its
+ * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
+ * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
+ * written back when it is switched out), so the hot path (sys_enter/sys_exit)
+ * finds it with per-CPU array lookups and no hash lookup; the slot of an
+ * untraced thread says so, and its syscalls return after the same lookups.
+ * Slots are valid only with the current generation (`gens`), which user space
+ * bumps when it adds threads (untraced slots may be wrong) and when a run
+ * ends; then it sets `stopped` too, and every probe leaves all state as it
+ * is until the next run, so that user space reads a consistent picture.
+ * Every state change of a thread first "charges" the time since its
  * previous event to the state it was in, so the charges of a thread add up to
  * its lifetime; spans whose state is not known are charged to C_UNKNOWN.
  */
@@ -135,7 +142,26 @@ struct stack_key {
     u32 mode;           /* the thread's mode when sampled (enum mode) */
 };
 
+/* The thread running on a CPU (see the top): S_TRACED slots own the state of
+ * a traced thread until it is switched out; S_UNTRACED ones say it has none. */
+enum slot_state { S_EMPTY = 0, S_UNTRACED = 1, S_TRACED = 2 };
+
+struct oncpu {
+    u32 tid;
+    u32 state;
+    u64 gen;            /* the generation of gens[state] it was filled in */
+    struct thread t;
+};
+
+struct gens {
+    u64 untraced;
+    u64 traced;
+    u64 stopped;        /* the run has ended: count nothing, change nothing */
+};
+
 BPF_HASH(traced, u32, struct thread, MAX_THREADS);
+BPF_PERCPU_ARRAY(oncpu, struct oncpu, 1);
+BPF_ARRAY(gens, struct gens, 1);
 BPF_HASH(procs, u32, struct proc, MAX_PROCS);
 BPF_HASH(errnos, struct errno_key, u64, 4096);
 BPF_PERCPU_ARRAY(sysstats, struct sysstat, MAX_SYSCALLS);
@@ -179,26 +205,94 @@ static __always_inline void hist_add(u64 *hist, u64 v)
     hist[b]++;
 }
 
+/* The generations, or 0 once the run has stopped. */
+static __always_inline struct gens *running(void)
+{
+    u32 zero = 0;
+    struct gens *g = gens.lookup(&zero);
+
+    if (!g || g->stopped)
+        return 0;
+    return g;
+}
+
 static __always_inline struct thread *active_thread(u32 tid)
 {
-    struct thread *t = traced.lookup(&tid);
+    struct thread *t;
+
+    if (!running())
+        return 0;
+    t = traced.lookup(&tid);
     if (!t || t->phase != PH_ACTIVE)
         return 0;
     return t;
 }
 
+/* This CPU's slot if it holds thread `tid`'s state (checked out), else 0. */
+static __always_inline struct oncpu *slot_of(u32 tid)
+{
+    u32 zero = 0;
+    struct oncpu *c = oncpu.lookup(&zero);
+    struct gens *g = running();
+
+    if (c && g && c->tid == tid && c->state == S_TRACED && c->gen == g->traced)
+        return c;
+    return 0;
+}
+
+/* The state of thread `tid`, which is running here, in any phase; 0 if it is
+ * not traced.  Its CPU's slot answers unless stale or empty, else `traced`. */
+static __always_inline struct thread *lookup_current(u32 tid)
+{
+    u32 zero = 0;
+    struct oncpu *c = oncpu.lookup(&zero);
+    struct gens *g = running();
+
+    if (!g)
+        return 0;
+    if (c && c->tid == tid) {
+        if (c->state == S_TRACED && c->gen == g->traced)
+            return &c->t;
+        if (c->state == S_UNTRACED && c->gen == g->untraced)
+            return 0;
+    }
+    return traced.lookup(&tid);
+}
+
 static __always_inline struct thread *current_thread(void)
 {
-    return active_thread((u32)bpf_get_current_pid_tgid());
+    struct thread *t = lookup_current((u32)bpf_get_current_pid_tgid());
+
+    if (!t || t->phase != PH_ACTIVE)
+        return 0;
+    return t;
+}
+
+/* Thread `tid` leaves the traced set: forget its slot here, if any. */
+static __always_inline void drop_slot(u32 tid)
+{
+    struct oncpu *c = slot_of(tid);
+
+    if (c)
+        c->state = S_EMPTY;
+}
+
+/* The span since the thread's previous event, which now becomes `now`.
+ * Atomically: an interrupt's probe can run in the middle of a syscall probe
+ * of the same thread and charge in between; every nanosecond is then still
+ * charged once (the outer span comes out short by what the inner one took,
+ * and its next span makes up for the difference), so charges add up. */
+static __always_inline u64 claim(struct thread *t, u64 now)
+{
+    return now - __sync_lock_test_and_set(&t->last, now);
 }
 
 /* Charge the span since the thread's previous event to the state it was in. */
 static __always_inline void charge(struct thread *t, u64 now)
 {
-    u64 d = now - t->last;
+    u64 d = claim(t, now);
     u32 c = C_UNKNOWN;
 
-    t->last = now;
     if (t->run == R_ONCPU) {
         if (t->irq_depth) {
             c = C_IRQ;
@@ -232,8 +326,7 @@ static __always_inline void charge_checked(struct thread *t, u64 now, int consis
         charge(t, now);
         return;
     }
-    t->charge[C_UNKNOWN] += now - t->last;
-    t->last = now;
+    t->charge[C_UNKNOWN] += claim(t, now);
     count_drop(D_INCONSISTENT);
 }
 
@@ -313,8 +406,7 @@ static __always_inline void note_exit_code(s32 nr, u64 code)
 /* ------------------------------------------------------------- syscalls */
 static __always_inline int on_sys_enter(long id, u64 arg0_or_regs, int raw)
 {
-    u32 tid = bpf_get_current_pid_tgid();
-    struct thread *t = traced.lookup(&tid);
+    struct thread *t = lookup_current((u32)bpf_get_current_pid_tgid());
     u64 now;
 
     if (!t)
@@ -400,7 +492,7 @@ TRACEPOINT_PROBE(task, task_newtask)
     u32 ptgid = parent >> 32;
     u32 tid = args->pid;
     int is_thread = (args->clone_flags & CLONE_THREAD_FLAG) != 0;
-    struct thread *p = traced.lookup(&ptid);
+    struct thread *p = lookup_current(ptid);
     struct thread t = {};
 
     if (!p || p->phase != PH_ACTIVE)
@@ -436,9 +528,12 @@ TRACEPOINT_PROBE(task, task_newtask)
 TRACEPOINT_PROBE(sched, sched_wakeup_new)
 {
     u32 tid = args->pid;
-    struct thread *t = traced.lookup(&tid);
+    struct thread *t;
     u64 now;
 
+    if (!running())
+        return 0;
+    t = traced.lookup(&tid);
     if (!t || t->phase != PH_NEW)
         return 0;
     now = bpf_ktime_get_ns();
@@ -456,18 +551,28 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 old = args->old_pid;
     u32 tid = args->pid;
     struct thread *t;
-    struct proc *p = procs.lookup(&tgid);
+    struct oncpu *c;
+    struct proc *p;
 
+    if (!running())
+        return 0;
+    p = procs.lookup(&tgid);
     if (p)
         bpf_get_current_comm(&p->comm, sizeof(p->comm));
     if (old == tid)
         return 0;
     /* a non-leader thread exec'd and took over the leader's tid */
-    t = traced.lookup(&old);
+    c = slot_of(old);
+    t = c ? &c->t : traced.lookup(&old);
     if (!t)
         return 0;
-    if (traced.update(&tid, t))
+    if (traced.update(&tid, t)) {
         count_drop(D_THREADS_FULL);
+        if (c)
+            c->state = S_EMPTY;
+    } else if (c) {
+        c->tid = tid;
+    }
     traced.delete(&old);
     return 0;
 }
@@ -507,12 +612,13 @@ static __always_inline void fold_into_proc(struct thread *t)
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 tid = bpf_get_current_pid_tgid();
-    struct thread *t = traced.lookup(&tid);
+    struct thread *t = lookup_current(tid);
     u64 now;
 
     if (!t)
         return 0;
     if (t->phase != PH_ACTIVE) {
+        drop_slot(tid);
         traced.delete(&tid);
         return 0;
     }
@@ -525,6 +631,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         record_call(t, t->sys_nr, now - t->sys_start, 0);
     fold_into_budget(t, now);
     fold_into_proc(t);
+    drop_slot(tid);
     traced.delete(&tid);
     return 0;
 }
@@ -532,12 +639,20 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 /* ------------------------------------------------------------ off-CPU */
 TRACEPOINT_PROBE(sched, sched_switch)
 {
-    u64 now = bpf_ktime_get_ns();
+    u64 now;
     u32 prev = args->prev_pid;
     u32 next = args->next_pid;
-    struct thread *t = active_thread(prev);
+    u32 zero = 0;
+    struct oncpu *c = oncpu.lookup(&zero);
+    struct gens *g = running();
+    struct oncpu *out = slot_of(prev);
+    struct thread *t;
 
-    if (t) {
+    if (!c || !g)
+        return 0;       /* stopped: the slots keep the end's state for user space */
+    now = bpf_ktime_get_ns();
+    t = out ? &out->t : traced.lookup(&prev);
+    if (t && t->phase == PH_ACTIVE) {
         charge_checked(t, now, t->run == R_ONCPU || t->run == R_UNKNOWN);
         if (t->irq_depth) {
             t->irq_depth = 0;
@@ -546,10 +661,26 @@ TRACEPOINT_PROBE(sched, sched_switch)
         /* low 8 bits: the task state letters; none set means runnable */
         t->run = (args->prev_state & 0xff) ? R_BLOCKED : R_QUEUED;
     }
-    t = active_thread(next);
-    if (t) {
+    if (out) {          /* check the state in again (unless gone meanwhile) */
+        struct thread *home = traced.lookup(&prev);
+        if (home)
+            *home = out->t;
+    }
+    c->state = S_EMPTY;
+    t = traced.lookup(&next);
+    if (t && t->phase == PH_ACTIVE) {
         charge_checked(t, now, t->run != R_ONCPU);
         t->run = R_ONCPU;
+    }
+    /* check out: the copy in `traced` stays as of now (run: on CPU) */
+    c->tid = next;
+    if (t) {
+        c->t = *t;
+        c->gen = g->traced;
+        c->state = S_TRACED;
+    } else {
+        c->gen = g->untraced;
+        c->state = S_UNTRACED;
     }
     return 0;
 }
