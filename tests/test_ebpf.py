@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from collector_guard import unavailable_reason
+from workloads import build
 
 from collectors import ebpf_plan
 from collectors.base import Options
@@ -28,39 +30,19 @@ from collectors.ebpf_plan import FAULT_SAMPLING, FAULT_SW_PAIR
 from profiler.model import Profile
 from profiler.target import Credentials
 
-_AVAILABLE = EbpfCollector.availability()
+_UNAVAILABLE = unavailable_reason("ebpf")
 pytestmark = [
     pytest.mark.root,
     pytest.mark.bcc,
-    pytest.mark.skipif(not _AVAILABLE.ok, reason=f"ebpf collector: {_AVAILABLE.reason}"),
+    pytest.mark.skipif(bool(_UNAVAILABLE), reason=f"ebpf collector: {_UNAVAILABLE}"),
 ]
 
-WORKLOADS = Path(__file__).parent / "workloads"
 DD_10M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=10M", "count=1", "status=none"]
 DD_100M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1", "status=none"]
 PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 
 
 # ----------------------------------------------------------------- helpers
-def build(name: str, into: Path) -> Path:
-    """tests/workloads/<name>.c as a static binary (tests/workloads.py where it exists)."""
-    try:
-        from workloads import build as shared_build  # type: ignore[import-not-found]
-
-        return Path(shared_build(name))
-    except ImportError:
-        binary = into / name
-        if not binary.exists():
-            subprocess.run(["cc", "-static", "-O2", "-pthread", "-o", str(binary),
-                            str(WORKLOADS / f"{name}.c")], check=True)
-        return binary
-
-
-@pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("workloads")
-
-
 @pytest.fixture(scope="module")
 def collector() -> Iterator[EbpfCollector]:
     """One prepared collector (default options) shared by the tests that allow it."""
@@ -111,8 +93,8 @@ GETPPID, ENOENT, CHILD, THREAD, PAGES, EXIT = 2000, 300, 700, 500, 1000, 3
 
 
 @pytest.fixture(scope="module")
-def groundtruth(collector: EbpfCollector, bin_dir: Path) -> Profile:
-    binary = build("groundtruth", bin_dir)
+def groundtruth(collector: EbpfCollector) -> Profile:
+    binary = build("groundtruth")
     return run(collector, [str(binary), str(GETPPID), str(ENOENT), str(CHILD), str(THREAD),
                            str(PAGES), str(EXIT)])
 
@@ -142,7 +124,7 @@ def test_groundtruth_per_process_split(groundtruth: Profile) -> None:
     assert root.minflt >= PAGES
 
 
-def test_groundtruth_agrees_with_ptrace(groundtruth: Profile, bin_dir: Path) -> None:
+def test_groundtruth_agrees_with_ptrace(groundtruth: Profile) -> None:
     try:
         from collectors import collector_class
 
@@ -184,9 +166,9 @@ def test_regular_tracepoints_count_the_same(groundtruth: Profile) -> None:
 
 
 # --------------------------------------------------------------- page faults
-def test_fault_count_matches_pages_and_perf_stat(collector: EbpfCollector, bin_dir: Path) -> None:
+def test_fault_count_matches_pages_and_perf_stat(collector: EbpfCollector) -> None:
     pages = 20000
-    command = [str(build("touch_pages", bin_dir)), str(pages)]
+    command = [str(build("touch_pages")), str(pages)]
     profile = run(collector, command)
     by_perf = perf_stat_page_faults(command)
     faults = profile.faults
@@ -198,9 +180,8 @@ def test_fault_count_matches_pages_and_perf_stat(collector: EbpfCollector, bin_d
     assert_budget_adds_up(profile)
 
 
-def test_fault_time_is_positive_and_below_cpu_time(collector: EbpfCollector,
-                                                   bin_dir: Path) -> None:
-    profile = run(collector, [str(build("touch_pages", bin_dir)), "50000"])
+def test_fault_time_is_positive_and_below_cpu_time(collector: EbpfCollector) -> None:
+    profile = run(collector, [str(build("touch_pages")), "50000"])
     faults = profile.faults
     assert faults.total_ns is not None and faults.total_ns > 0
     assert faults.total_ns == (faults.user_ns or 0) + (faults.in_syscall_ns or 0)
