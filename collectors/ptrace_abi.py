@@ -66,15 +66,6 @@ ULONG = 1 << 64
 ENOSYS_RAX = ULONG - errno.ENOSYS  # rax at every x86-64 syscall-entry-stop
 ERROR_RAX = ULONG - 4095  # rax at or above this: -errno (the kernel's IS_ERR_VALUE)
 
-# Kernel-internal "restart" errnos, visible only to ptrace at syscall exit.
-RESTART_ERRNOS = {
-    512: "ERESTARTSYS",
-    513: "ERESTARTNOINTR",
-    514: "ERESTARTNOHAND",
-    515: "ENOIOCTLCMD",
-    516: "ERESTART_RESTARTBLOCK",
-}
-
 
 class SyscallInfo(ctypes.Structure):
     """struct ptrace_syscall_info, with the union flattened.
@@ -155,20 +146,12 @@ def pointer_to(struct: ctypes.Structure | ctypes.c_ulong) -> ctypes.c_void_p:
     return ctypes.c_void_p(ctypes.addressof(struct))
 
 
-def last_errno() -> int:
-    return ctypes.get_errno()
-
-
 def geteventmsg(tid: int) -> int | None:
     """PTRACE_GETEVENTMSG: the new tid of a fork event, the former tid of an exec."""
     message = ctypes.c_ulong(0)
     if ptrace_or_none(PTRACE_GETEVENTMSG, tid, 0, pointer_to(message)) is None:
         return None
     return message.value
-
-
-def is_gone(number: int) -> bool:
-    return number == errno.ESRCH
 
 
 # --------------------------------------------------------------------- /proc
@@ -238,16 +221,6 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
 
 
-def proc_state(pid: int) -> str | None:
-    """The one-letter state of /proc/<pid>/stat (R, S, T, t, Z...)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2 :].split()[0].decode()
-
-
 def task_ids_of(pid: int) -> list[int]:
     """The thread ids of a process (/proc/<pid>/task)."""
     try:
@@ -256,11 +229,16 @@ def task_ids_of(pid: int) -> list[int]:
         return []
 
 
-def current_cpu() -> int | None:
-    """The CPU this thread last ran on (field 39 of /proc/thread-self/stat)."""
-    try:
-        with open("/proc/thread-self/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rfind(b")") + 2 :].split()[36])
-    except (OSError, IndexError, ValueError):
-        return None
+def children_of(pid: int) -> list[int]:
+    """The child processes of every thread of a process (/proc/.../children).
+
+    Empty where the kernel lacks CONFIG_PROC_CHILDREN.
+    """
+    found: list[int] = []
+    for tid in task_ids_of(pid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found.extend(int(word) for word in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found

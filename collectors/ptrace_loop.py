@@ -174,7 +174,11 @@ class Tracer:
 
     # ------------------------------------------------------------ hot loop
     def loop(self) -> None:
-        """Trace until no tracee is left.
+        """Trace until the root process has exited and been reaped.
+
+        Without a root, until no tracee is left.  Tracees still alive when
+        the root is gone (background descendants) are left in ``threads``,
+        still traced: :meth:`detach_all` lets them go.
 
         The loop makes no reference cycles, so the cyclic garbage collector
         is paused meanwhile: its passes would land inside measured calls.
@@ -218,6 +222,7 @@ class Tracer:
         no_syscall = abi.ULONG - 1
         outside = OUTSIDE
         unknown = UNKNOWN_NR
+        root = self.root
         while threads:
             try:
                 tid, status = waitpid(-1, wall)
@@ -226,6 +231,8 @@ class Tracer:
             t = mono()
             if status != syscall_stop:
                 other_stop(tid, status, t)
+                if tid == root and root not in threads:
+                    break  # the root is reaped: survivors are for detach_all
                 continue
             st = threads.get(tid)
             if st is None:
@@ -449,25 +456,38 @@ class Tracer:
             else:
                 self._gone(tid, st, status, time.monotonic_ns())
 
-    def detach_all(self, timeout_s: float = 3.0) -> None:
+    def detach_all(self, timeout_s: float = 3.0) -> set[int]:
         """Detach every tracee, leaving it running (as strace -p does on Ctrl-C).
 
         Running tracees are interrupted first, since PTRACE_DETACH needs a
-        stopped tracee; a signal one was about to receive is passed on.  A
-        tracee that cannot be stopped in time is detached by the kernel when
+        stopped tracee; a signal one was about to receive is passed on.
+        Tasks the kernel attached meanwhile (the child of a fork in
+        progress, a new thread) are adopted and detached too: found from
+        their fork or clone event, from a stop of a task we did not know,
+        or in /proc as a new thread or child of a traced process.  A tracee
+        that cannot be stopped in time is detached by the kernel when
         stprof exits (attach mode never sets EXITKILL).  Calls in progress
         are dropped, not counted.
+
+        Returns the process ids (tgids) of the tracees detached, which were
+        left running.
         """
         for proc in self.procs.values():
             if proc.exit_status is None:
                 proc.snapshot()
         raw = self.binding.raw
         pending = set(self.threads)
+        known = set(pending)  # every task met during the detach, ours or not
         for tid in pending:
             raw(abi.PTRACE_INTERRUPT, tid, 0, 0)
+        detached: set[int] = set()
         grace = time.monotonic() + 0.05
         deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = self._unseen_tracees(known)
+                if not pending:
+                    break
             try:
                 tid, status = os.waitpid(-1, abi.WALL | os.WNOHANG)
             except ChildProcessError:
@@ -479,16 +499,54 @@ class Tracer:
                     for quiet in list(pending):
                         if raw(abi.PTRACE_DETACH, quiet, 0, 0) != abi.FAILED:
                             pending.discard(quiet)
+                            detached.add(quiet)
                 time.sleep(0.002)
                 continue
-            if tid not in pending:
-                continue
             pending.discard(tid)
+            st = self.threads.get(tid)
             if not os.WIFSTOPPED(status):
-                self.threads[tid][0] = OUTSIDE
-                self._gone(tid, self.threads[tid], status, time.monotonic_ns())
+                if st is not None:
+                    st[0] = OUTSIDE
+                    self._gone(tid, st, status, time.monotonic_ns())
                 continue
+            if st is None:
+                # A stop of a task we did not know, auto-attached during the
+                # detach (or its stop was taken before the loop could adopt
+                # it): ours all the same, and stopped until we let it go.
+                known.add(tid)
+                self.adopt(tid)
+            event = status >> 16
+            if event in (abi.PTRACE_EVENT_FORK, abi.PTRACE_EVENT_VFORK, abi.PTRACE_EVENT_CLONE):
+                new = abi.geteventmsg(tid)
+                if new and new not in known:
+                    known.add(new)
+                    pending.add(new)  # it reports its first stop to us
+                    self.adopt(new)
             sig = (status >> 8) & 0xFF
-            deliver = sig if (status >> 16) == 0 and sig != (0x80 | signal.SIGTRAP) else 0
-            raw(abi.PTRACE_DETACH, tid, 0, deliver)
+            deliver = sig if event == 0 and sig != (0x80 | signal.SIGTRAP) else 0
+            if raw(abi.PTRACE_DETACH, tid, 0, deliver) != abi.FAILED:
+                detached.add(tid)
+        left = {self.threads[tid][3] for tid in detached if tid in self.threads}
         self.threads.clear()
+        return left
+
+    def _unseen_tracees(self, known: set[int]) -> set[int]:
+        """Our tracees that the detach has not met yet, interrupted.
+
+        New threads and children of the processes still traced: a task the
+        kernel attached (its fork or clone event unseen) is interrupted by
+        PTRACE_INTERRUPT, which fails for any task that is not our tracee.
+        Each is adopted, so that it is counted as a process left running.
+        """
+        raw = self.binding.raw
+        found: set[int] = set()
+        live = [proc.pid for proc in self.procs.values() if proc.exit_status is None]
+        for pid in live:
+            for tid in abi.task_ids_of(pid) + abi.children_of(pid):
+                if tid in known:
+                    continue
+                known.add(tid)
+                if raw(abi.PTRACE_INTERRUPT, tid, 0, 0) != abi.FAILED:
+                    found.add(tid)
+                    self.adopt(tid)
+        return found

@@ -138,6 +138,7 @@ class PtraceCollector(Collector):
         )
         child = spawn_paused(options.command, options.credentials)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        survivors: set[int] = set()
         try:
             _start_tracee(tracer, child.pid)
             with relay_signals(child.pid):
@@ -145,6 +146,9 @@ class PtraceCollector(Collector):
                 child.release()
                 if started and tracer.until_exec(child.pid, exec_nrs):
                     tracer.loop()
+            if tracer.threads:  # the command is gone, its background descendants not
+                with _signals_held():
+                    survivors = tracer.detach_all()
         except BaseException:
             tracer.kill_all()
             child.kill()
@@ -165,6 +169,7 @@ class PtraceCollector(Collector):
         released = child.released_ns or child.started_ns
         profile.wall_ns = max(0, (tracer.root_exit_ns or time.monotonic_ns()) - released)
         profile.rusage = _rusage_delta(before, after, root.baseline if root else None)
+        _note_survivors(profile, survivors)
         return profile
 
     # ------------------------------------------------------------ attaching
@@ -173,6 +178,8 @@ class PtraceCollector(Collector):
         command = _cmdline(pid)
         started = time.monotonic_ns()
         interrupted = False
+        survivors: set[int] = set()
+        tracer.root = pid
         try:
             with relay_signals(None):
                 try:
@@ -182,7 +189,7 @@ class PtraceCollector(Collector):
                     interrupted = True
         finally:
             with _signals_held():
-                tracer.detach_all()
+                survivors = tracer.detach_all()
         profile = self._profile(tracer)
         profile.command = command
         profile.attached_pid = pid
@@ -202,6 +209,8 @@ class PtraceCollector(Collector):
             + "; rusage is the attached process's /proc delta (no context switches); "
             "calls in progress at the detach are not counted"
         )
+        if not interrupted:
+            _note_survivors(profile, survivors - {pid})
         return profile
 
     # ------------------------------------------------------------ calibration
@@ -415,7 +424,7 @@ def _signals_held() -> Iterator[None]:
 def _syscall_stats(s: list[Any]) -> SyscallStats:
     errnos: dict[str, int] = {}
     for number, count in s[7].items():
-        name = abi.RESTART_ERRNOS.get(number) or errno_name(number)
+        name = errno_name(number)
         errnos[name] = errnos.get(name, 0) + count
     return SyscallStats(
         calls=s[0],
@@ -469,14 +478,28 @@ def _rusage_delta(before: Any, after: Any, pre_exec: abi.ProcStat | None) -> Rus
     )
 
 
+def _note_survivors(profile: Profile, survivors: set[int]) -> None:
+    if survivors:
+        profile.note(
+            f"ptrace: processes still running when the command exited: {len(survivors)}; "
+            "detached and left running, counted up to then"
+        )
+
+
 def _cmdline(pid: int) -> list[str]:
-    """The command line of a running process (empty if unreadable)."""
+    """The command line of a running process ([] if unreadable or empty).
+
+    Empty arguments are kept; the NULs that end it (or pad a rewritten one)
+    are not.
+    """
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            data = f.read()
+            data = f.read().rstrip(b"\0")
     except OSError:
         return []
-    return [arg.decode(errors="replace") for arg in data.split(b"\0") if arg]
+    if not data:
+        return []
+    return [arg.decode(errors="replace") for arg in data.split(b"\0")]
 
 
 def _kernel_version() -> tuple[int, int] | None:

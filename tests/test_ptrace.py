@@ -19,8 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from collectors import ptrace_abi as abi
 from collectors.base import Options
-from collectors.ptracer import PtraceCollector, overhead_floor
+from collectors.ptrace_loop import Tracer
+from collectors.ptracer import PtraceCollector, _cmdline, _seize_process, overhead_floor
 from profiler.errors import CommandNotExecutable, CommandNotFound
 from profiler.model import Profile
 
@@ -322,6 +324,60 @@ def _syscall_count(pid: int) -> int:
     raise AssertionError("no voluntary_ctxt_switches")
 
 
+def test_background_descendants_are_left_running(tmp_path: Path) -> None:
+    """The run ends with the command; a background child is detached, not waited for."""
+    pid_file = tmp_path / "sleeper"
+    started = time.monotonic()
+    profile = trace("sh", "-c", f"sleep 20 & echo $! >{pid_file}; exit 4")
+    elapsed = time.monotonic() - started
+    sleeper = int(pid_file.read_text())
+    try:
+        assert elapsed < 10
+        assert profile.exit_status == 4
+        assert tracer_pid(sleeper) == 0
+        time.sleep(0.05)
+        assert proc_state(sleeper) not in ("t", "T", "Z", "X")
+        assert any(
+            "processes still running when the command exited: 1;" in note for note in profile.notes
+        )
+        assert sleeper in {p.pid for p in profile.processes}
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+    assert no_children_left()
+
+
+def test_background_descendants_from_the_command_line(tmp_path: Path) -> None:
+    pid_file = tmp_path / "sleeper"
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "profiler",
+            "run",
+            "--collector",
+            "ptrace",
+            "-o",
+            os.devnull,
+            "--",
+            "sh",
+            "-c",
+            f"sleep 20 & echo $! >{pid_file}",
+        ],
+        timeout=30,
+    )
+    elapsed = time.monotonic() - started
+    sleeper = int(pid_file.read_text())
+    try:
+        assert result.returncode == 0
+        assert elapsed < 10
+        assert tracer_pid(sleeper) == 0
+        time.sleep(0.05)
+        assert proc_state(sleeper) not in ("t", "T", "Z", "X")
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+
+
 # ------------------------------------------------------------------ attach
 @pytest.fixture
 def looping(groundtruth: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -426,3 +482,67 @@ def test_attach_from_the_command_line(looping: subprocess.Popen[bytes], tmp_path
     profile = Profile.load(out)
     assert profile.attached_pid == looping.pid
     assert profile.syscalls["getppid"].calls > 0
+
+
+def test_attached_command_line_is_a_list_of_strings() -> None:
+    """-p keeps the target's /proc cmdline; [] where there is none to read."""
+    argv = ["sh", "-c", "sleep 10; :", "", "x"]
+    process = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 10
+        while _cmdline(process.pid) != argv and time.monotonic() < deadline:
+            time.sleep(0.01)  # until its exec
+        assert _cmdline(process.pid) == argv
+    finally:
+        process.kill()
+        process.wait()
+    assert _cmdline(process.pid) == []  # gone
+    assert _cmdline(2) == []  # kthreadd: a kernel thread has no command line
+
+
+def test_detach_lets_go_of_a_child_auto_attached_meanwhile() -> None:
+    """A fork in progress at the detach: its child is ours too, and must not stay stopped.
+
+    The parent's fork event is taken but never handled, as when Ctrl-C lands
+    in the loop right after a waitpid: the tracer has never heard of the child.
+    """
+    gate_r, gate_w = os.pipe()
+    parent = os.fork()
+    if parent == 0:  # pragma: no cover - the traced process
+        try:
+            os.close(gate_w)
+            os.read(gate_r, 1)
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    os.close(gate_r)
+    tracer = Tracer(exit_kill=False)
+    child = None
+    try:
+        _seize_process(tracer, parent)
+        os.write(gate_w, b"g")
+        while True:
+            tid, status = os.waitpid(parent, abi.WALL)
+            event = status >> 16
+            if os.WIFSTOPPED(status) and event == abi.PTRACE_EVENT_FORK:
+                child = abi.geteventmsg(parent)
+                break
+            tracer.handle_stop(tid, status, time.monotonic_ns())
+            assert parent in tracer.threads
+        assert child and child not in tracer.threads
+        left = tracer.detach_all()
+        assert left == {parent, child}
+        for pid in (parent, child):
+            assert tracer_pid(pid) == 0
+        time.sleep(0.05)
+        for pid in (parent, child):
+            assert proc_state(pid) not in ("t", "T")
+    finally:
+        os.close(gate_w)
+        if child:
+            os.kill(child, signal.SIGKILL)
+        os.kill(parent, signal.SIGKILL)
+        os.waitpid(parent, 0)
