@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from profiler.errors import EXIT_UNAVAILABLE, EXIT_USAGE, StprofError, UsageError
 from profiler.model import Profile, write_text_atomically
+from profiler.version import stprof_version
 
 if TYPE_CHECKING:
     from collectors import Collector, Options
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"stprof {_version()}")
+    parser.add_argument("--version", action="version", version=f"stprof {stprof_version()}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     _add_run(sub)
@@ -54,15 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor(sub)
     _add_ci(sub)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("stprof")
-    except Exception:  # not installed: running from a checkout
-        return "unknown"
 
 
 # ------------------------------------------------------------ shared options

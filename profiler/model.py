@@ -247,7 +247,8 @@ def describe_host() -> dict[str, str]:
     """Where a profile was taken: enough to tell two machines apart."""
     uname = platform.uname()
     return {"system": uname.system, "kernel": uname.release, "machine": uname.machine,
-            "hostname": uname.node}
+            "hostname": uname.node, "cpus": str(os.cpu_count() or 0),
+            "python": platform.python_version()}
 
 
 @dataclass
@@ -346,7 +347,8 @@ class Profile:
                 host=dict(data.get("host") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{source}: malformed stprof profile ({_describe(exc)})") from None
+            reason = describe_error(exc)
+            raise InputError(f"{source}: malformed stprof profile ({reason})") from None
 
     @classmethod
     def from_json(cls, text: str, source: str = "profile") -> Profile:
@@ -401,7 +403,8 @@ def _section(cls: type[_Section], value: Any) -> _Section:
     return cls(**kwargs)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A short text for a parse error: the missing key, or the error's first line."""
     if isinstance(exc, KeyError):
         return f"missing key {exc.args[0]!r}"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

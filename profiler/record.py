@@ -23,8 +23,6 @@ truncated or foreign, each as one ``InputError`` (exit status 2).
 from __future__ import annotations
 
 import os
-import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,10 +35,13 @@ from profiler.model import (
 )
 from profiler.model import (
     Profile,
+    describe_error,
+    describe_host,
     load_json_text,
     read_input_file,
     write_text_atomically,
 )
+from profiler.version import stprof_version
 
 if TYPE_CHECKING:
     from collectors.base import Collector, Options
@@ -135,7 +136,7 @@ class Record:
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{source}: malformed stprof record ({_describe(exc)})") from None
+            raise InputError(f"{source}: malformed stprof record ({describe_error(exc)})") from None
         return record
 
     @classmethod
@@ -157,12 +158,6 @@ def _check_schema(data: Any, source: str) -> None:
         raise InputError(
             f"{source}: unsupported record schema {schema!r} (this stprof reads {RECORD_SCHEMA!r})"
         )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing key {exc.args[0]!r}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 # ---------------------------------------------------------------- recording
@@ -200,28 +195,6 @@ def new_record(command: list[str], collector: str, settings: Settings,
         settings=settings,
         runs=runs,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        stprof_version=_stprof_version(),
-        host=host_description(),
+        stprof_version=stprof_version(),
+        host=describe_host(),
     )
-
-
-def host_description() -> dict[str, str]:
-    """What machine the runs were made on (shown when two records differ)."""
-    uname = platform.uname()
-    return {
-        "hostname": uname.node,
-        "system": uname.system,
-        "kernel": uname.release,
-        "machine": uname.machine,
-        "cpus": str(os.cpu_count() or 0),
-        "python": sys.version.split()[0],
-    }
-
-
-def _stprof_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("stprof")
-    except Exception:  # running from a checkout that is not installed
-        return "unknown"
