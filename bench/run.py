@@ -57,25 +57,13 @@ def measure(timings: list[Timing], rounds: int) -> None:
             timing.seconds.append(time_once(timing.argv))
 
 
-def startup_seconds(collector: str, rounds: int) -> float:
-    """From launching stprof to the command's exec (the command prints its clock)."""
+def launch_to_exec_seconds(prefix: list[str], rounds: int) -> float:
+    """From launching ``prefix + probe`` to the probe's exec: the probe prints its clock."""
     probe = [sys.executable, "-c", "import time; print(time.time_ns())"]
     samples = []
     for _ in range(rounds):
         launched = time.time_ns()
-        out = subprocess.run([*STPROF, "run", "--collector", collector, "-o", os.devnull,
-                              "--", *probe], capture_output=True, check=True, text=True)
-        samples.append((int(out.stdout.strip()) - launched) / 1e9)
-    return statistics.median(samples)
-
-
-def python_startup_seconds(rounds: int) -> float:
-    """The same probe untraced: what the probe's own interpreter start costs."""
-    probe = [sys.executable, "-c", "import time; print(time.time_ns())"]
-    samples = []
-    for _ in range(rounds):
-        launched = time.time_ns()
-        out = subprocess.run(probe, capture_output=True, check=True, text=True)
+        out = subprocess.run([*prefix, *probe], capture_output=True, check=True, text=True)
         samples.append((int(out.stdout.strip()) - launched) / 1e9)
     return statistics.median(samples)
 
@@ -168,8 +156,9 @@ def main() -> None:
     rows: list[Row] = []
     if ebpf_available():
         rows += bench_ebpf(args.rounds)
-        start = startup_seconds("ebpf", args.rounds)
-        bare = python_startup_seconds(args.rounds)
+        start = launch_to_exec_seconds(
+            [*STPROF, "run", "--collector", "ebpf", "-o", os.devnull, "--"], args.rounds)
+        bare = launch_to_exec_seconds([], args.rounds)
         rows.append(("ebpf start-up: launch to the command's exec", f"{start:.3f} s",
                      f"({bare:.3f} s untraced)", goal(start, 1.0, " s")))
     else:
