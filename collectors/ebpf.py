@@ -12,8 +12,11 @@ the traced set as "armed" and becomes active at its own sys_enter of execve,
 so stprof's pre-exec syscalls are never counted.  Children and threads join
 the set at fork (task_newtask) when their parent is traced.
 
-Syscalls are probed with raw tracepoints where the kernel takes them (else
-the regular raw_syscalls tracepoints), and a running thread's state sits in
+Syscalls, faults and interrupts are probed with raw tracepoints where the
+kernel takes them (else regular tracepoints: each of those costs ~75 ms to
+detach, so the few that stay, sched/task events whose programs read
+task_struct fields through tracefs' formats, are detached from parallel
+threads at close), and a running thread's state sits in
 its CPU's slot (stprof.c's `oncpu`, filled at context switches), so a
 syscall costs no hash lookup; whenever threads are added from here, or a run
 ends, the slots are made stale (ebpf_read's start_run, threads_added,
@@ -27,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import platform
 import select
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +97,14 @@ class EbpfCollector(Collector):
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
 
     def __init__(self, options: Options, fault_method: str | None = None,
-                 raw_syscalls: bool | None = None) -> None:
+                 raw_syscalls: bool | None = None, raw_events: bool | None = None) -> None:
         """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING, ``raw_syscalls=False``
-        the regular syscall tracepoints (tests, benchmarks)."""
+        the regular syscall tracepoints, ``raw_events=False`` the regular fault and
+        interrupt tracepoints (tests, benchmarks)."""
         super().__init__(options)
         self._forced_fault_method = fault_method
         self._raw_syscalls = raw_syscalls
+        self._raw_events = raw_events
         self._bpf: Any = None
         self.plan: Plan | None = None
         self._syscalls = syscall_table()
@@ -112,6 +119,10 @@ class EbpfCollector(Collector):
             return Availability.no(
                 "needs root (or the CAP_BPF and CAP_PERFMON capabilities)",
                 "run stprof with sudo, or use --collector ptrace")
+        if not syscall_table():
+            return Availability.no(
+                f"stprof has no syscall table for {platform.machine()}: the traced command "
+                "would never start counting (at its execve)", "use --collector ptrace")
         if importlib.util.find_spec("bcc") is None:
             return Availability.no("the bcc Python module is not installed", SETUP_FIX)
         if kernel.kernel_headers_dir() is None:
@@ -150,7 +161,8 @@ class EbpfCollector(Collector):
         if problem is not None:
             raise CollectorUnavailable(f"ebpf collector: {problem}",
                                        "mount -t debugfs none /sys/kernel/debug")
-        self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls)
+        self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
+                              self._raw_events)
         self._bpf = _compile(self.plan)
         try:
             self._attach(self.plan)
@@ -161,6 +173,7 @@ class EbpfCollector(Collector):
     def close(self) -> None:
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
+            _detach_tracepoints_in_parallel(bpf)
             bpf.cleanup()
 
     def run(self) -> Profile:
@@ -189,7 +202,11 @@ class EbpfCollector(Collector):
         from bcc import PerfType
 
         bpf = self._bpf
-        self._refused_irq_tracepoints = _attach_pairs(bpf, plan.manual_tracepoints)
+        for tracepoint, function in plan.fault_tracepoints():
+            _attach_or_fail(lambda tp=tracepoint, fn=function: _attach_tracepoint(
+                bpf, tp, fn, plan.raw_events), f"tracepoint {tracepoint}")
+        self._refused_irq_tracepoints = _attach_pairs(bpf, plan.manual_tracepoints,
+                                                      plan.raw_events)
         if plan.fault_timed or not plan.fault_entry_tracepoints:
             events = SW_EVENTS if plan.fault_timed else SW_EVENTS[:1]
             for config, function in events:
@@ -389,6 +406,7 @@ class EbpfCollector(Collector):
         return {
             "method": "in-kernel tracepoints",
             "syscall_probe": plan.syscall_probe,
+            "fault_irq_probes": "raw tracepoints" if plan.raw_events else "tracepoints",
             "thread_lookup": "per-CPU slot of the running thread, filled at sched_switch",
             "clock": "bpf_ktime_get_ns (CLOCK_MONOTONIC)",
             "fault_method": plan.fault_method,
@@ -447,10 +465,9 @@ def _compile(plan: Plan) -> Any:
     try:
         return BPF(text=source.encode(), cflags=plan.cflags())
     except Exception as exc:
-        if plan.raw_syscalls:  # old kernels: fall back to plain tracepoints
-            plan.raw_syscalls = False
+        if plan.raw_syscalls or plan.raw_events:  # old kernels: plain tracepoints
             last_line = (str(exc).strip().splitlines() or ["?"])[-1]
-            plan.raw_syscalls_why_not = f"refused by the kernel or bcc ({last_line})"
+            plan.without_raw_tracepoints(f"refused by the kernel or bcc ({last_line})")
             return _compile(plan)
         raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
 
@@ -462,7 +479,24 @@ def _attach_or_fail(attach: Any, what: str) -> None:
         raise TracingError(f"ebpf collector: cannot attach to {what} ({exc})") from None
 
 
-def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]]) -> list[str]:
+def _attach_tracepoint(bpf: Any, tracepoint: str, function: str, raw: bool) -> None:
+    """Attach ``function`` to "category:event", as a raw tracepoint (by its event
+    name: TP_PROTO's arguments) or as a regular one (tracefs' record)."""
+    if raw:
+        bpf.attach_raw_tracepoint(tp=tracepoint.split(":", 1)[1].encode(),
+                                  fn_name=function.encode())
+    else:
+        bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=function.encode())
+
+
+def _detach_tracepoint(bpf: Any, tracepoint: str, raw: bool) -> None:
+    if raw:
+        bpf.detach_raw_tracepoint(tp=tracepoint.split(":", 1)[1].encode())
+    else:
+        bpf.detach_tracepoint(tp=tracepoint.encode())
+
+
+def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]], raw: bool) -> list[str]:
     """Attach entry/exit tracepoint pairs; a pair the kernel refuses is left out whole.
 
     Returns the refused tracepoints (some kernels refuse BPF on irq_work's).
@@ -470,16 +504,36 @@ def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]]) -> list[str]:
     refused = []
     for (entry, entry_fn), (exit_, exit_fn) in zip(pairs[::2], pairs[1::2]):
         try:
-            bpf.attach_tracepoint(tp=entry.encode(), fn_name=entry_fn.encode())
+            _attach_tracepoint(bpf, entry, entry_fn, raw)
         except Exception:
             refused.append(entry)
             continue
         try:
-            bpf.attach_tracepoint(tp=exit_.encode(), fn_name=exit_fn.encode())
+            _attach_tracepoint(bpf, exit_, exit_fn, raw)
         except Exception:
-            bpf.detach_tracepoint(tp=entry.encode())
+            _detach_tracepoint(bpf, entry, raw)
             refused.append(exit_)
     return refused
+
+
+def _detach_tracepoints_in_parallel(bpf: Any) -> None:
+    """Detach bcc's regular tracepoints from one thread each.
+
+    Closing a tracepoint's perf event waits for the kernel's RCU grace periods
+    (~75 ms here); one after the other, as bcc's cleanup() does, that adds up,
+    while waits from parallel threads overlap (bcc's calls into libbcc release
+    the GIL).  Whatever fails here is left to cleanup().
+    """
+    def detach(tracepoint: bytes) -> None:
+        with contextlib.suppress(Exception):
+            bpf.detach_tracepoint(tracepoint)
+
+    workers = [threading.Thread(target=detach, args=(tp,), name="stprof-detach", daemon=True)
+               for tp in list(getattr(bpf, "tracepoint_fds", {}))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
 
 
 def _reap(pid: int) -> None:

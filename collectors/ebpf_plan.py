@@ -47,6 +47,17 @@ IRQ_KINDS = (*VECTORS, DEVICE_IRQS, *(f"softirq:{name}" for name in SOFTIRQS))
 SYSCALLS_RAW = "raw tracepoints sys_enter/sys_exit"
 SYSCALLS_TRACEPOINTS = "raw_syscalls:sys_enter/sys_exit tracepoints"
 
+FAULT_TRACEPOINTS = ("exceptions:page_fault_user", "exceptions:page_fault_kernel")
+FAULT_ENTRY_FUNCTION = "on_fault_entry"
+# device irq and softirq probes attached by hand when they are raw tracepoints
+# (stprof.c's RAW_EVENTS; otherwise they are TRACEPOINT_PROBEs)
+RAW_IRQ_TRACEPOINTS = (
+    ("irq:irq_handler_entry", "on_irq_entry"),
+    ("irq:irq_handler_exit", "on_irq_exit"),
+    ("irq:softirq_entry", "on_softirq_entry"),
+    ("irq:softirq_exit", "on_softirq_exit"),
+)
+
 
 @dataclass
 class Plan:
@@ -54,6 +65,10 @@ class Plan:
     # raw tracepoints (cheaper) where the kernel takes them, else regular ones
     raw_syscalls: bool = True
     raw_syscalls_why_not: str = ""
+    # faults and interrupts as raw tracepoints (they detach ~1000x faster than
+    # regular ones) where the kernel takes them
+    raw_events: bool = True
+    raw_events_why_not: str = ""
     fault_entry_tracepoints: bool = True
     fault_method: str = FAULT_SW_PAIR
     stack_filter: int = STACKS_FAULTS
@@ -62,7 +77,8 @@ class Plan:
     sample_event: str = "cpu-clock"
     max_threads: int = MAX_THREADS
     max_procs: int = MAX_PROCS
-    # (tracepoint "category:event", BPF function) pairs attached by hand
+    # (tracepoint "category:event", BPF function) entry/exit pairs attached by
+    # hand, as raw tracepoints when raw_events, else as regular ones
     manual_tracepoints: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -82,6 +98,7 @@ class Plan:
         defines = {
             "FOLLOW": int(self.follow),
             "RAW_SYSCALLS": int(self.raw_syscalls),
+            "RAW_EVENTS": int(self.raw_events),
             "FAULT_ENTRY_TP": int(self.fault_entry_tracepoints),
             "FAULT_TIMED": int(self.fault_timed),
             "STACK_FILTER": self.stack_filter,
@@ -96,11 +113,30 @@ class Plan:
         }
         return [f"-D{name}={value}" for name, value in defines.items()]
 
+    def fault_tracepoints(self) -> list[tuple[str, str]]:
+        """The fault-entry tracepoints attached by hand, with their function."""
+        if not self.fault_entry_tracepoints:
+            return []
+        return [(tracepoint, FAULT_ENTRY_FUNCTION) for tracepoint in FAULT_TRACEPOINTS]
 
-def irq_tracepoints() -> list[tuple[str, str]]:
-    """The x86 vector entry/exit tracepoints this kernel has, with their handlers
-    (device irqs and softirqs are TRACEPOINT_PROBEs in stprof.c)."""
-    pairs = []
+    def without_raw_tracepoints(self, why: str) -> None:
+        """Fall back to regular tracepoints everywhere (the kernel refused raw ones)."""
+        if self.raw_syscalls:
+            self.raw_syscalls, self.raw_syscalls_why_not = False, why
+        if self.raw_events:
+            self.raw_events, self.raw_events_why_not = False, why
+            self.manual_tracepoints = [pair for pair in self.manual_tracepoints
+                                       if pair not in RAW_IRQ_TRACEPOINTS]
+
+
+def irq_tracepoints(raw: bool = False) -> list[tuple[str, str]]:
+    """The x86 vector entry/exit tracepoints this kernel has, with their handlers;
+    with ``raw``, the device irq and softirq ones too (else they are
+    TRACEPOINT_PROBEs in stprof.c)."""
+    pairs: list[tuple[str, str]] = []
+    if raw:
+        pairs.extend(pair for pair in RAW_IRQ_TRACEPOINTS
+                     if kernel.tracepoint_exists(*pair[0].split(":")))
     for vector in VECTORS:
         if vector == "irq_work":
             continue
@@ -127,13 +163,14 @@ def sampling_event() -> str:
 
 
 def make_plan(options: Options, forced_fault_method: str | None = None,
-              raw_syscalls: bool | None = None) -> Plan:
-    """``raw_syscalls`` False forces the regular tracepoints (tests, benchmarks)."""
+              raw_syscalls: bool | None = None, raw_events: bool | None = None) -> Plan:
+    """``raw_syscalls`` / ``raw_events`` False force the regular tracepoints for
+    syscalls / faults and interrupts (tests, benchmarks)."""
     method = fault_timing_method(forced_fault_method)
-    if raw_syscalls is False:
-        raw_ok, raw_why = False, "not asked for"
-    else:
-        raw_ok, raw_why = kernel.raw_tracepoint_usable()
+    usable = (kernel.raw_tracepoint_usable() if raw_syscalls is not False
+              or raw_events is not False else (False, ""))
+    raw_ok, raw_why = (False, "not asked for") if raw_syscalls is False else usable
+    events_ok, events_why = (False, "not asked for") if raw_events is False else usable
     wants_stacks = options.want_stacks and options.kernel_stacks != "off"
     if method == FAULT_SAMPLING or (wants_stacks and options.kernel_stacks == "all"):
         stack_filter = STACKS_KERNEL
@@ -145,6 +182,8 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         follow=options.follow,
         raw_syscalls=raw_ok,
         raw_syscalls_why_not=raw_why,
+        raw_events=events_ok,
+        raw_events_why_not=events_why,
         fault_entry_tracepoints=bool(kernel.tracepoint_exists("exceptions", "page_fault_user")),
         fault_method=method,
         stack_filter=stack_filter,
@@ -152,5 +191,5 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         sample_event=sampling_event(),
         max_threads=MAX_THREADS,
         max_procs=MAX_PROCS,
-        manual_tracepoints=irq_tracepoints(),
+        manual_tracepoints=irq_tracepoints(raw=events_ok),
     )

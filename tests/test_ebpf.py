@@ -58,9 +58,11 @@ def run(collector: EbpfCollector, command: list[str]) -> Profile:
 def profile_of(command: list[str], **options: object) -> Profile:
     fault_method = options.pop("fault_method", None)
     raw_syscalls = options.pop("raw_syscalls", None)
+    raw_events = options.pop("raw_events", None)
     with EbpfCollector(Options(command=command, **options),  # type: ignore[arg-type]
                        fault_method=fault_method,  # type: ignore[arg-type]
-                       raw_syscalls=raw_syscalls) as fresh:  # type: ignore[arg-type]
+                       raw_syscalls=raw_syscalls,  # type: ignore[arg-type]
+                       raw_events=raw_events) as fresh:  # type: ignore[arg-type]
         return fresh.run()
 
 
@@ -163,6 +165,81 @@ def test_regular_tracepoints_count_the_same(groundtruth: Profile) -> None:
     assert profile.syscalls["chdir"].errnos == {"ENOENT": ENOENT}
     assert [p.exit_status for p in profile.processes] == [EXIT, 0]
     assert_budget_adds_up(profile)
+
+
+# ------------------------------------------------------- faults, interrupts
+BUSY = "dd if=/dev/zero of=/dev/null bs=1 count=300000 status=none"
+
+
+def test_faults_and_interrupts_use_raw_tracepoints(collector: EbpfCollector) -> None:
+    """Only the sched/task probes (task_struct fields) stay regular tracepoints,
+    which take ~75 ms each to detach; raw ones detach at once."""
+    plan = collector.plan
+    assert plan is not None
+    regular = {tp.decode().split(":")[0] for tp in collector._bpf.tracepoint_fds}
+    if plan.raw_events:
+        assert regular <= {"sched", "task"}, regular
+        raw = {tp.decode() for tp in collector._bpf.raw_tracepoint_fds}
+        assert {"page_fault_user", "page_fault_kernel", "softirq_entry", "softirq_exit",
+                "irq_handler_entry", "irq_handler_exit", "local_timer_entry"} <= raw
+    else:
+        assert {"exceptions", "irq", "irq_vectors"} <= regular
+
+
+def test_softirqs_and_timer_interrupts_are_counted(collector: EbpfCollector) -> None:
+    """A busy command takes timer ticks and their softirqs: the raw probes read
+    the softirq vector from TP_PROTO's first argument (a wrong one is >= 10)."""
+    profile = run(collector, ["sh", "-c", BUSY])
+    assert profile.irqs is not None
+    kinds = profile.irqs.by_kind
+    assert kinds.get("local_timer", {}).get("count", 0) > 0, kinds
+    softirqs = {kind for kind in kinds if kind.startswith("softirq:")}
+    assert softirqs & {"softirq:TIMER", "softirq:RCU", "softirq:SCHED"}, kinds
+    assert profile.irqs.count == sum(k["count"] for k in kinds.values())
+    assert_budget_adds_up(profile)
+
+
+def test_device_irqs_are_named_by_their_number(collector: EbpfCollector,
+                                               tmp_path: Path) -> None:
+    """Direct writes from an untraced process raise block-device interrupts
+    while traced busy loops hold the CPUs: the raw irq_handler_exit probe's irq
+    number (TP_PROTO's first argument) names a real irq."""
+    from collectors.ebpf_read import irq_names
+
+    writer = subprocess.Popen(["dd", "if=/dev/zero", f"of={tmp_path / 'io'}", "bs=4k",
+                               "count=20000", "oflag=direct", "status=none"],
+                              stderr=subprocess.DEVNULL)
+    try:
+        profile = run(collector, ["sh", "-c", f"{BUSY} & {BUSY} & wait"])
+    finally:
+        writer.kill()
+        writer.wait()
+    assert profile.irqs is not None
+    devices = [kind for kind in profile.irqs.by_kind if kind.startswith("irq:")]
+    if not devices:
+        pytest.skip("no device interrupt hit a traced thread here")
+    names = set(irq_names().values())
+    assert all(kind[len("irq:"):] in names for kind in devices), devices
+
+
+def test_regular_fault_and_irq_tracepoints_count_the_same(collector: EbpfCollector) -> None:
+    command = [str(build("touch_pages")), "20000"]
+    raw = run(collector, command)
+    regular = profile_of(command, raw_events=False)
+    assert regular.timing["fault_irq_probes"] == "tracepoints"
+    assert abs(regular.faults.count - raw.faults.count) <= 0.01 * raw.faults.count
+    assert regular.faults.user >= 20000 and raw.faults.user >= 20000
+    assert regular.faults.minor + regular.faults.major == regular.faults.count
+    assert_budget_adds_up(regular)
+
+
+def test_unknown_syscall_table_means_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collectors import ebpf
+
+    monkeypatch.setattr(ebpf, "syscall_table", lambda: {})
+    available = EbpfCollector.availability()
+    assert not available.ok
+    assert "syscall table" in available.reason
 
 
 # --------------------------------------------------------------- page faults
