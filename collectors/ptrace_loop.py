@@ -313,9 +313,11 @@ class Tracer:
     def until_exec(self, root: int, exec_nrs: frozenset[int]) -> bool:
         """Run the root alone up to its execve entry (stprof's own code is not counted).
 
-        Its /proc counters there become the process's baseline, so the faults
-        of stprof's pre-exec child code are not counted either.  Returns
-        False if the root died first (exec failed, or was killed).
+        Before it, the root is stprof's gate (see :func:`profiler.target.spawn_paused`):
+        the end of its read of the gate pipe, its close and nothing else.
+        Its /proc counters there become the process's baseline, so the gate's
+        own faults and CPU time are not counted either.  Returns False if
+        the root died first (exec failed, or was killed).
         """
         info = self._info
         addr, size = abi.pointer_to(info), ctypes.sizeof(info)

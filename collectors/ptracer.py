@@ -465,7 +465,8 @@ def _rusage_delta(before: Any, after: Any, pre_exec: abi.ProcStat | None) -> Rus
     usage is included once it reaps them), so the growth of our
     RUSAGE_CHILDREN is exactly its wait4 rusage; this keeps os.wait4's
     struct out of the trace loop.  ``pre_exec`` (the root's /proc counters at
-    its execve) is taken off: faults exactly, times to the clock tick.
+    its execve: what stprof's gate cost) is taken off: faults exactly, times
+    to the clock tick.
     """
     base = pre_exec or abi.ProcStat("", 1, 0, 0, 0, 0)
     return Rusage(

@@ -1,10 +1,20 @@
 """Starting the command to profile, paused until the probes are in place.
 
-The child is forked and blocks reading a gate pipe; the collector attaches
-its probes (or ptrace) to the paused pid and only then releases it, so the
-command's very first syscall (its execve) is seen.  A second, close-on-exec
-pipe carries a failed exec's errno back, so a missing command is reported as
-exit status 127 with one line and no traceback.
+The child blocks reading a gate pipe; the collector attaches its probes (or
+ptrace) to the paused pid and only then releases it, so the command's very
+first syscall (its execve) is seen.  A second pipe, closed by a successful
+exec, carries a failed exec's errno back, so a missing command is reported
+as exit status 127 with one line and no traceback.
+
+The process waiting at the gate is small: stprof (bcc and LLVM loaded, some
+150 MB mapped) starts it with posix_spawn (a vfork: its image is neither
+copied nor torn down) as the gate program (profiler/gate_program.py), a
+400-byte program run from a memfd, which drops privileges, says it is ready, waits at the gate and
+execs the command.  So the command's execve, where counting starts, costs
+what it costs outside stprof.  Where that program cannot run (not x86-64
+Linux, or exec from a memfd forbidden) the child is a fork of stprof that
+waits at the gate in Python, and its execve then also tears down the forked
+image (a few ms on a large stprof).
 
 Under sudo the child drops to the invoking user before exec: root is for the
 probes, not for the command.
@@ -23,7 +33,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiler.errors import CommandNotExecutable, CommandNotFound, UsageError
+from profiler import gate_program
+from profiler.errors import CommandNotExecutable, CommandNotFound, TracingError, UsageError
 
 
 # ---------------------------------------------------------------- identity
@@ -160,22 +171,38 @@ def raise_exec_error(argv0: str, err: int) -> None:
     raise CommandNotExecutable(f"{argv0}: {os.strerror(err)}")
 
 
+# Signals the command starts with at their default action, whatever stprof
+# (Python ignores SIGPIPE and SIGXFSZ) or its parent did with them.
+DEFAULT_SIGNALS = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ,
+)
+
+
 def spawn_paused(
     argv: list[str],
     creds: Credentials | None = None,
     child_setup: Callable[[], None] | None = None,
     environ: dict[str, str] | None = None,
 ) -> PausedChild:
-    """Fork a child that waits at a gate, then drops privileges and execs argv.
+    """Start a child that waits at a gate, then (after ``release()``) execs argv.
 
-    ``child_setup`` runs in the child after the gate opens and before the
-    privilege drop (the ptrace collector uses it for nothing today; kept for
-    collectors that must act from inside the child).
+    It runs as ``creds`` (dropped before it waits), with argv[0] as given,
+    the executable found by :func:`resolve_command`, stprof's open
+    inheritable descriptors, process group and signal mask cleared, and
+    :data:`DEFAULT_SIGNALS` at their default action.  On return it is ready
+    at the gate: what it runs before the command's execve is stprof's, not
+    the command's.  ``child_setup``, if given, runs in the child after the
+    gate opens, before the privilege drop; it needs a fork of stprof (no
+    collector uses it today).
     """
     executable = resolve_command(argv)
     env = dict(os.environ if environ is None else environ)
     if creds is not None:
         env.update(HOME=creds.home, USER=creds.user, LOGNAME=creds.user)
+    if child_setup is None:
+        child = _spawn_gate(executable, argv, env, creds)
+        if child is not None:
+            return child
     gate_r, gate_w = os.pipe()
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -184,6 +211,66 @@ def spawn_paused(
     os.close(gate_r)
     os.close(error_w)
     return PausedChild(pid, executable, list(argv), gate_w, error_r)
+
+
+def _spawn_gate(
+    executable: str, argv: list[str], env: dict[str, str], creds: Credentials | None
+) -> PausedChild | None:
+    """posix_spawn the gate program; None if it cannot be run (use a fork)."""
+    program = gate_program.descriptor()
+    if program is None:
+        return None
+    drop = [] if creds is None else [str(creds.uid), str(creds.gid), *map(str, creds.groups)]
+    gate_r, gate_w = os.pipe()
+    error_r, error_w = os.pipe()
+    # stprof's descriptors are close-on-exec; the child's ends of the pipes
+    # are dup2'ed onto their own numbers there (from spare copies), which
+    # leaves them open in the gate program and in no other child.
+    spare_r, spare_w = os.dup(gate_r), os.dup(error_w)
+    try:
+        pid = os.posix_spawn(
+            f"/proc/self/fd/{program}",
+            ["stprof-gate", str(gate_r), str(error_w), str(len(drop)), *drop, executable, *argv],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, spare_r, gate_r),
+                (os.POSIX_SPAWN_DUP2, spare_w, error_w),
+            ],
+            setsigmask=(),
+            setsigdef=DEFAULT_SIGNALS,
+        )
+    except BaseException as exc:
+        for fd in (gate_w, error_r):
+            os.close(fd)
+        if not isinstance(exc, OSError):
+            raise
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.ENOENT):
+            gate_program.mark_unusable()  # exec from a memfd is forbidden here
+        return None  # or E2BIG...: the fork reports the command's own exec error
+    finally:
+        for fd in (spare_r, spare_w, gate_r, error_w):
+            os.close(fd)
+    child = PausedChild(pid, executable, list(argv), gate_w, error_r)
+    try:
+        ready = os.read(error_r, 1)
+    except BaseException:
+        child.kill()
+        _reap(pid)
+        child.close()
+        raise
+    if ready != b"r":  # the privilege drop failed: its errno follows
+        data = ready + _read_all(error_r)
+        child.close()
+        _reap(pid)
+        if data.isdigit():
+            raise_exec_error(argv[0], int(data))
+        raise TracingError(f"the command's gate (pid {pid}) died before it was ready")
+    return child
+
+
+def _reap(pid: int) -> None:
+    with suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _child(
@@ -201,7 +288,7 @@ def _child(
     try:
         os.close(gate_w)
         os.close(error_r)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
+        for sig in DEFAULT_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if os.read(gate_r, 1) != b"g":
