@@ -156,7 +156,12 @@ def test_argv_env_fds_and_signals_reach_the_command(mode: str) -> None:
     out = output().splitlines()
     assert out[0] == f"zero||two|a b|{os.getuid()}"
     assert out[1] == "SigBlk:\t0000000000000000"
-    assert out[2] == "SigIgn:\t0000000000000000"  # SIGPIPE, SIGXFSZ, 32, 33 at default
+    ignored = int(out[2].split()[1], 16)
+    if mode == "fork":
+        # glibc refuses to touch its own signals 32 and 33 from Python: a fork
+        # keeps them as stprof's parent left them, as an untraced run would.
+        ignored &= ~((1 << 31) | (1 << 32))
+    assert out[2].startswith("SigIgn:") and ignored == 0  # SIGPIPE, SIGXFSZ (, 32, 33) at default
     # The gate and error pipes are closed in the command; stdin/out/err are kept.
     inherited = {int(fd) for fd in out[3].split()}
     ours = {fd for fd in range(3, 1024) if _is_open(fd) and os.get_inheritable(fd)}
