@@ -241,6 +241,14 @@ class Stacks:
             by_leaf[leaf] = by_leaf.get(leaf, 0) + count
         return sorted(by_leaf.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
+    def inclusive(self) -> dict[str, int]:
+        """Samples with each function anywhere on the stack (counted once a stack)."""
+        in_stack: dict[str, int] = {}
+        for stack, count in self.folded.items():
+            for function in set(stack.split(";")):
+                in_stack[function] = in_stack.get(function, 0) + count
+        return in_stack
+
 
 # ------------------------------------------------------------------- profile
 def describe_host() -> dict[str, str]:

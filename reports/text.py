@@ -223,11 +223,14 @@ class TextRenderer(Renderer):
         if stacks is None or not stacks.samples:
             return ""
         top = stacks.top_functions(10)
-        rows = [(func, fmt_count(count), fmt_pct(count, stacks.samples)) for func, count in top]
+        in_stack = stacks.inclusive()
+        rows = [(func, fmt_count(count), fmt_pct(count, stacks.samples),
+                 fmt_pct(in_stack.get(func, 0), stacks.samples)) for func, count in top]
         what = "its page faults" if stacks.mode == "faults" else "all its kernel time"
         title = (f"Top kernel functions in {what} "
-                 f"({fmt_count(stacks.samples)} samples at {stacks.frequency_hz} Hz)")
-        return title + "\n" + _table(rows, ["function", "samples", "share"])
+                 f"({fmt_count(stacks.samples)} samples at {stacks.frequency_hz} Hz; "
+                 "self: the function itself, total: it and what it called)")
+        return title + "\n" + _table(rows, ["function", "samples", "self", "total"])
 
     @staticmethod
     def process_table(profile: Profile) -> str:

@@ -77,8 +77,11 @@ def test_budget_parts_are_the_documented_eight() -> None:
         "fault_in_syscall_ns", "irq_ns", "runqueue_ns", "unexplained_ns"}
 
 
-def test_top_functions_by_leaf() -> None:
-    assert sample_profile().stacks.top_functions(1) == [("clear_page_erms", 7)]  # type: ignore[union-attr]
+def test_top_functions_by_leaf_and_inclusive_counts() -> None:
+    stacks = sample_profile().stacks
+    assert stacks is not None
+    assert stacks.top_functions(1) == [("clear_page_erms", 7)]
+    assert stacks.inclusive() == {"a": 8, "b": 7, "clear_page_erms": 7, "c": 1}
 
 
 @pytest.mark.parametrize("text,message", [
