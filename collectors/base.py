@@ -52,7 +52,6 @@ class Options:
     credentials: Credentials | None = None
     kernel_stacks: str = "faults"  # "faults", "all" or "off"
     stack_frequency_hz: int = 4999
-    want_stacks: bool = True
 
 
 class Collector(ABC):

@@ -227,7 +227,7 @@ class DtraceCollector(Collector):
     def _spec_for(self, trap_function: str | None, fault_probe: FaultProbe | None,
                   output: str) -> ProgramSpec:
         options = self.options
-        stacks = options.kernel_stacks if options.want_stacks else "off"
+        stacks = options.kernel_stacks
         spec = ProgramSpec(
             follow=options.follow, attach=options.attach_pid is not None, stacks=stacks,
             stack_hz=options.stack_frequency_hz, output=output,

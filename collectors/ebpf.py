@@ -364,7 +364,7 @@ class EbpfCollector(Collector):
         sampled = read.read_stacks(bpf, plan) if plan.sampling else read.SampledStacks()
         if plan.fault_method == FAULT_SAMPLING:
             self._estimate_fault_time(profile, sampled, plan)
-        if plan.sampling and options.want_stacks and options.kernel_stacks != "off":
+        if plan.sampling and options.kernel_stacks != "off":
             profile.stacks = read.stacks_section(sampled, options.kernel_stacks, plan.sample_hz)
         profile.processes = self._processes(plan, outcome, closed)
         profile.timing = self._timing(plan)

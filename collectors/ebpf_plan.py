@@ -171,7 +171,7 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
               or raw_events is not False else (False, ""))
     raw_ok, raw_why = (False, "not asked for") if raw_syscalls is False else usable
     events_ok, events_why = (False, "not asked for") if raw_events is False else usable
-    wants_stacks = options.want_stacks and options.kernel_stacks != "off"
+    wants_stacks = options.kernel_stacks != "off"
     if method == FAULT_SAMPLING or (wants_stacks and options.kernel_stacks == "all"):
         stack_filter = STACKS_KERNEL
     elif wants_stacks:

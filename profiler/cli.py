@@ -144,7 +144,6 @@ def collector_options(args: argparse.Namespace) -> Options:
         credentials=choose_credentials(args.user, args.as_root, dict(os.environ)),
         kernel_stacks=args.kernel_stacks,
         stack_frequency_hz=args.frequency,
-        want_stacks=args.kernel_stacks != "off",
     )
 
 

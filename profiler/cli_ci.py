@@ -249,7 +249,6 @@ def _record(command: list[str], collector_name: str, settings: Settings) -> Reco
         follow=settings.follow,
         credentials=choose_credentials(None, False, dict(os.environ)),
         kernel_stacks=settings.kernel_stacks,
-        want_stacks=settings.kernel_stacks != "off",
     )
     runs = record_runs(collector_class, options, settings.repeat, settings.warmup,
                        on_run=_warn_on_failure)
