@@ -197,6 +197,8 @@ def _add_report(sub: argparse._SubParsersAction[Any]) -> None:
     report = sub.add_parser("report", help="show a saved profile (from run --json)",
                             description="Render a profile saved with `stprof run --json`.")
     report.add_argument("file", metavar="FILE")
+    report.add_argument("--format", choices=("text", "json", "folded"), default="text",
+                        help="text (default), the profile's JSON, or folded stacks")
     add_view_options(report)
     report.set_defaults(func=cmd_report)
 
@@ -204,6 +206,14 @@ def _add_report(sub: argparse._SubParsersAction[Any]) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     view = view_of(args)
     profile = Profile.load(args.file)
+    if args.format != "text":
+        from reports import RENDERERS
+
+        if args.format == "folded" and profile.stacks is None:
+            print(f"stprof: {args.file} holds no kernel stacks "
+                  f"(the {profile.collector} collector sampled none)", file=sys.stderr)
+        sys.stdout.write(RENDERERS[args.format](view).render(profile))
+        return 0
     emit(profile, args, view, default_stream=sys.stdout)
     return 0
 
@@ -222,11 +232,12 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
     Each output is tried; the report reaches the terminal even when its file
     cannot be written.  The first failure is raised once all were tried.
     """
-    from reports import FoldedRenderer, TextRenderer
+    from reports import FoldedRenderer, JsonRenderer, TextRenderer
 
     failures: list[StprofError] = []
     if args.json:
-        _try_write(failures, lambda: profile.save(args.json))
+        json_text = JsonRenderer().render(profile)
+        _try_write(failures, lambda: write_text_atomically(Path(args.json), json_text))
     if args.stacks:
         if profile.stacks is None:
             print("stprof: no kernel stacks were sampled by this collector; "

@@ -150,6 +150,8 @@ def test_report_to_file_and_json_round_trip(collector: str, tmp_path: Path) -> N
     again = stprof("report", str(saved))
     assert again.returncode == 0
     assert again.stdout == report.read_text()
+    as_json = stprof("report", "--format", "json", str(saved))
+    assert json.loads(as_json.stdout) == data
 
 
 def test_view_options_filter_and_sort(collector: str, tmp_path: Path) -> None:
