@@ -125,14 +125,15 @@ class EbpfCollector(Collector):
                 "would never start counting (at its execve)", "use --collector ptrace")
         if importlib.util.find_spec("bcc") is None:
             return Availability.no("the bcc Python module is not installed", SETUP_FIX)
-        if kernel.kernel_headers_dir() is None:
+        headers = kernel.kernel_headers_dir()
+        if headers is None:
             return Availability.no(
                 f"no kernel headers for {kernel.kernel_release()} at "
                 "/lib/modules/$(uname -r)/build", HEADERS_FIX)
         if kernel.tracefs_dir() is None and not kernel.tracefs_mountable():
             return Availability.no("this kernel offers neither tracefs nor debugfs",
                                    "use a kernel built with CONFIG_TRACING")
-        return Availability.yes("bcc, kernel headers and tracepoints present")
+        return Availability.yes(f"bcc, tracepoints, {kernel.headers_description(headers)}")
 
     @classmethod
     def methods(cls) -> list[ProbeMethod]:

@@ -94,6 +94,22 @@ def kernel_headers_dir() -> Path | None:
     return None
 
 
+def headers_description(headers: Path) -> str:
+    """Which headers bcc compiles against, saying so when they are another kernel's.
+
+    Where the running kernel has no headers package, `make setup` links a
+    distribution's generic ones: good enough for tracepoints, whose field
+    offsets bcc reads from tracefs, but not for reading kernel structs.
+    """
+    resolved = headers.resolve()
+    if resolved == headers or not resolved.name.startswith("linux-headers-"):
+        return f"kernel headers at {headers}"
+    version = resolved.name.removeprefix("linux-headers-")
+    if version.startswith(kernel_release()):
+        return f"kernel headers {version}"
+    return f"kernel headers {version} (another kernel's, linked for {kernel_release()})"
+
+
 def tracefs_dir() -> Path | None:
     """A mounted tracefs (the directory holding ``events``), or None."""
     for candidate in TRACEFS_CANDIDATES:
