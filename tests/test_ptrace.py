@@ -299,12 +299,12 @@ def test_job_control_stop_and_continue(groundtruth: Path) -> None:
         os.kill(pid, signal.SIGSTOP)
         time.sleep(0.3)
         seen["stopped"] = proc_state(pid)
-        calls_before = _syscall_count(pid)
+        calls_before = voluntary_switches(pid)
         time.sleep(0.3)
-        seen["still"] = _syscall_count(pid) == calls_before
+        seen["still"] = voluntary_switches(pid) == calls_before
         os.kill(pid, signal.SIGCONT)
         time.sleep(0.3)
-        seen["resumed"] = _syscall_count(pid) > calls_before
+        seen["resumed"] = voluntary_switches(pid) > calls_before
         os.kill(pid, signal.SIGTERM)
 
     timer = after(0.4, driver)
@@ -316,12 +316,17 @@ def test_job_control_stop_and_continue(groundtruth: Path) -> None:
     assert profile.exit_status == 128 + signal.SIGTERM
 
 
-def _syscall_count(pid: int) -> int:
-    """Voluntary context switches: each of the loop's sleeps adds one."""
+def status_field(pid: int, name: str) -> int:
+    """A number from /proc/PID/status, e.g. TracerPid."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches")
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def voluntary_switches(pid: int) -> int:
+    """Voluntary context switches: each of the loop's sleeps adds one."""
+    return status_field(pid, "voluntary_ctxt_switches")
 
 
 def test_background_descendants_are_left_running(tmp_path: Path) -> None:
@@ -391,19 +396,16 @@ def looping(groundtruth: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def tracer_pid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("TracerPid:"):
-            return int(line.split()[1])
-    raise AssertionError("no TracerPid")
+    return status_field(pid, "TracerPid")
 
 
 def assert_left_running(pid: int) -> None:
     assert tracer_pid(pid) == 0
     time.sleep(0.05)
     assert proc_state(pid) not in ("t", "T")
-    before = _syscall_count(pid)
+    before = voluntary_switches(pid)
     time.sleep(0.2)
-    assert _syscall_count(pid) > before  # it still runs its loop
+    assert voluntary_switches(pid) > before  # it still runs its loop
 
 
 def test_attach_until_interrupted(looping: subprocess.Popen[bytes]) -> None:
