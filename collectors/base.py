@@ -91,7 +91,11 @@ class Collector(ABC):
         """Detach every probe.  Safe to call twice."""
 
     def __enter__(self) -> Collector:
-        self.prepare()
+        try:
+            self.prepare()
+        except BaseException:  # Ctrl-C mid-attach: detach what was attached
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
