@@ -489,14 +489,14 @@ def test_attach_from_the_command_line(looping: subprocess.Popen[bytes], tmp_path
 def test_attached_command_line_is_a_list_of_strings() -> None:
     """-p keeps the target's /proc cmdline; [] where there is none to read."""
     argv = ["sh", "-c", "sleep 10; :", "", "x"]
-    process = subprocess.Popen(argv)
+    process = subprocess.Popen(argv, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while _cmdline(process.pid) != argv and time.monotonic() < deadline:
             time.sleep(0.01)  # until its exec
         assert _cmdline(process.pid) == argv
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)  # sh and its sleep
         process.wait()
     assert _cmdline(process.pid) == []  # gone
     assert _cmdline(2) == []  # kthreadd: a kernel thread has no command line
