@@ -102,12 +102,21 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
 
-def positive_int(text: str) -> int:
+def natural_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    value = natural_int(text)
+    if value == 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from profiler.budgets import BudgetFile, check_budgets, load_budget
-from profiler.cli import check_writable, command_of, positive_int
+from profiler.cli import check_writable, command_of, natural_int, positive_int
 from profiler.compare import (
     Comparison,
     ComparisonRenderer,
@@ -58,7 +58,7 @@ def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _add_run_options(parser, collector_default="auto")
     parser.add_argument("--repeat", type=positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help=f"runs to keep (default: {DEFAULT_REPEAT})")
-    parser.add_argument("--warmup", type=_natural_int, default=DEFAULT_WARMUP, metavar="K",
+    parser.add_argument("--warmup", type=natural_int, default=DEFAULT_WARMUP, metavar="K",
                         help=f"runs to make first and discard (default: {DEFAULT_WARMUP})")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     parser.set_defaults(func=cmd_record)
@@ -132,16 +132,6 @@ def _add_judging_options(parser: argparse.ArgumentParser) -> None:
 def _pct(fraction: float) -> str:
     """A percentage for argparse help, whose text is a %-format."""
     return f"{fraction:.0%}".replace("%", "%%")
-
-
-def _natural_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 def _fraction(text: str) -> float:
