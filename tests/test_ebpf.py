@@ -301,7 +301,11 @@ def test_sampling_fallback_estimates_fault_time() -> None:
 
 # ------------------------------------------------------------------ stacks
 def test_dd_stacks_show_clear_page_under_the_fault() -> None:
-    profile = profile_of(DD_100M, stack_frequency_hz=4999, fault_method=FAULT_SW_PAIR)
+    # clear_page is as little as 2% of the fault samples on some runs here:
+    # 400 MB of fresh pages give it tens of samples even then (100 MB gave ~5,
+    # and now and then none).
+    dd_400m = ["dd", "if=/dev/zero", "of=/dev/null", "bs=400M", "count=1", "status=none"]
+    profile = profile_of(dd_400m, stack_frequency_hz=4999, fault_method=FAULT_SW_PAIR)
     stacks = profile.stacks
     assert stacks is not None and stacks.mode == "faults" and stacks.frequency_hz == 4999
     assert stacks.samples == sum(stacks.folded.values()) > 0
