@@ -113,37 +113,91 @@ def bench_ptrace(rounds: int) -> list[Row]:
     return rows
 
 
-def bench_ebpf(rounds: int) -> list[Row]:
-    rows = []
-    for label, command, target in (("bs=1 count=200000", DD_SMALL, 2.0),
-                                   ("bs=1M count=2000", DD_LARGE, 1.05)):
-        untraced = Timing("untraced", command)
-        traced = Timing("stprof ebpf", stprof("ebpf", command))
-        measure([untraced, traced], rounds)
-        # The fixed cost (compiling and loading the probes) is not overhead
-        # on the command: take it out with the startup time measured below.
-        rows.append(ratio_row(f"ebpf vs untraced, whole stprof run (dd {label})",
-                              traced.median, untraced.median, None))
-        inner, bare = inner_ratio("ebpf", command, rounds)
-        rows.append(ratio_row(f"ebpf vs untraced, the command itself (dd {label})",
-                              inner, bare, target))
-    return rows
+class FloorProbe:
+    """bench/floor.bpf.c: two clock reads per syscall and nothing else.
+
+    Loaded once, attached only while a command is timed under it.
+    """
+
+    def __init__(self) -> None:
+        from bcc import BPF
+
+        self._bpf = BPF(src_file=str(ROOT / "bench" / "floor.bpf.c").encode())
+        self._detach()
+
+    def _detach(self) -> None:
+        for tracepoint in (b"sys_enter", b"sys_exit"):
+            self._bpf.detach_raw_tracepoint(tracepoint)
+
+    def time(self, argv: Sequence[str]) -> float:
+        for tracepoint in (b"sys_enter", b"sys_exit"):
+            self._bpf.attach_raw_tracepoint(tp=tracepoint,
+                                            fn_name=b"raw_tracepoint__" + tracepoint)
+        try:
+            return time_once(argv)
+        finally:
+            self._detach()
+
+    def close(self) -> None:
+        self._bpf.cleanup()
 
 
-def inner_ratio(collector: str, command: list[str], rounds: int) -> tuple[float, float]:
-    """The command's own wall time traced (wall_ns from the profile) vs untraced."""
+@dataclass
+class EbpfRounds:
+    """One workload's interleaved rounds: untraced, under the floor probe, under stprof."""
+
+    untraced: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    whole: list[float] = field(default_factory=list)   # the whole stprof run
+    inner: list[float] = field(default_factory=list)   # the command's own wall_ns
+    syscalls: int = 0
+
+
+def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRounds:
     import json
     import tempfile
 
-    traced: list[float] = []
-    untraced: list[float] = []
+    result = EbpfRounds()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "p.json"
         for _ in range(rounds):
-            untraced.append(time_once(command))
-            time_once(stprof(collector, command, "--json", str(out)))
-            traced.append(json.loads(out.read_text())["wall_ns"] / 1e9)
-    return statistics.median(traced), statistics.median(untraced)
+            result.untraced.append(time_once(command))
+            result.floor.append(floor.time(command))
+            result.whole.append(time_once(stprof("ebpf", command, "--json", str(out))))
+            profile = json.loads(out.read_text())
+            result.inner.append(profile["wall_ns"] / 1e9)
+            result.syscalls = sum(row["calls"] for row in profile["syscalls"].values())
+    return result
+
+
+def per_syscall_ns(traced: float, untraced: float, syscalls: int) -> str:
+    return f"+{(traced - untraced) / max(syscalls, 1) * 1e9:.0f} ns a syscall"
+
+
+def bench_ebpf(rounds: int) -> list[Row]:
+    rows = []
+    floor = FloorProbe()
+    try:
+        for label, command, target in (("bs=1 count=200000", DD_SMALL, 2.0),
+                                       ("bs=1M count=2000", DD_LARGE, 1.05)):
+            result = ebpf_rounds(command, rounds, floor)
+            bare = statistics.median(result.untraced)
+            inner = statistics.median(result.inner)
+            least = statistics.median(result.floor)
+            # The fixed cost (compiling and loading the probes) is not overhead
+            # on the command: the command's own wall time leaves it out.
+            rows.append(ratio_row(f"ebpf vs untraced, whole stprof run (dd {label})",
+                                  statistics.median(result.whole), bare, None))
+            rows.append(ratio_row(f"ebpf vs untraced, the command itself (dd {label})",
+                                  inner, bare, target))
+            rows.append(ratio_row(f"floor: clock-only syscall probes vs untraced (dd {label})",
+                                  least, bare, None))
+            rows.append((f"cost per syscall (dd {label}, {result.syscalls:,} syscalls)",
+                         f"ebpf {per_syscall_ns(inner, bare, result.syscalls)}",
+                         f"floor {per_syscall_ns(least, bare, result.syscalls)}", ""))
+    finally:
+        floor.close()
+    return rows
 
 
 def main() -> None:

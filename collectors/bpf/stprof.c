@@ -22,8 +22,10 @@
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
  * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
  * written back when it is switched out), so the hot path (sys_enter/sys_exit)
- * finds it with per-CPU array lookups and no hash lookup; the slot of an
- * untraced thread says so, and its syscalls return after the same lookups.
+ * finds it with per-CPU array lookups and no hash lookup, and knows the slot
+ * is the caller's by its pt_regs pointer, without a helper call (see
+ * syscall_thread); the slot of an untraced thread says so, and its syscalls
+ * return after the same lookups.
  * Slots are valid only with the current generation (`gens`), which user space
  * bumps when it adds threads (untraced slots may be wrong) and when a run
  * ends; then it sets `stopped` too, and every probe leaves all state as it
@@ -66,27 +68,32 @@ enum drop {
 #define NIRQKIND (IRQ_SOFTIRQ + 10)
 
 struct thread {
-    u64 start;          /* lifetime start (exec entry, wakeup_new, attach) */
+    /* What every syscall reads and writes first, so that with the oncpu
+     * slot's header they share as few cache lines as can be: a syscall that
+     * streams through a megabyte evicts them each time. */
     u64 last;           /* time of the previous charge */
     u64 sys_start;
-    u64 fault_ts;       /* page-faults software event of the open fault */
-    u64 pend_cpu;       /* open fault's on-CPU time, until it completes */
-    u64 pend_off;       /* open fault's blocked time, until it completes */
-    u64 charge[NCHARGE];
-    u64 syscalls;
-    u64 sys_errors;
-    u64 syscall_ns;
-    u64 minflt;
-    u64 majflt;
-    u64 fault_ns;
     s32 sys_nr;         /* syscall in progress, -1 if none (or not counted) */
-    u32 tgid;
     u8 phase;
     u8 mode;
     u8 run;
     u8 irq_depth;
     u8 fault_in_sys;
-    u8 pad[3];
+    u8 pad[7];
+    u64 syscalls;
+    u64 syscall_ns;
+    u64 sys_errors;
+    u64 charge[NCHARGE];
+    /* the rest */
+    u64 start;          /* lifetime start (exec entry, wakeup_new, attach) */
+    u64 fault_ts;       /* page-faults software event of the open fault */
+    u64 pend_cpu;       /* open fault's on-CPU time, until it completes */
+    u64 pend_off;       /* open fault's blocked time, until it completes */
+    u64 minflt;
+    u64 majflt;
+    u64 fault_ns;
+    u32 tgid;
+    u32 pad2;
 };
 
 struct proc {
@@ -157,6 +164,8 @@ struct oncpu {
     u32 tid;
     u32 state;
     u64 gen;            /* the generation of gens[state] it was filled in */
+    u64 regs;           /* the thread's user pt_regs, 0 until its first
+                         * syscall here (see syscall_thread) */
     struct thread t;
 };
 
@@ -275,13 +284,54 @@ static __always_inline struct thread *current_thread(void)
     return t;
 }
 
+#if RAW_SYSCALLS
+/* lookup_current() for the syscall probes, which are the hot path.  A raw
+ * syscall tracepoint's first argument is the thread's user pt_regs, which sit
+ * at the top of its kernel stack: unique among live threads and fixed for
+ * life.  Once the slot has learnt it, matching it identifies the thread
+ * without the ~10 ns helper call that fetches its tid.  A missed sched_switch
+ * (a probe can be skipped while another BPF program or a bpf() map update is
+ * active on this CPU) leaves the slot describing another thread, whose
+ * pt_regs differ, so the slow path by tid takes over. */
+static __always_inline struct thread *syscall_thread(u64 regs)
+{
+    u32 zero = 0;
+    struct oncpu *c = oncpu.lookup(&zero);
+    struct gens *g = running();
+    u32 tid;
+
+    if (!c || !g)
+        return 0;
+    if (c->regs == regs) {
+        if (c->state == S_TRACED && c->gen == g->traced)
+            return &c->t;
+        if (c->state == S_UNTRACED && c->gen == g->untraced)
+            return 0;
+    }
+    tid = bpf_get_current_pid_tgid();
+    if (c->tid == tid) {
+        if (c->state == S_TRACED && c->gen == g->traced) {
+            c->regs = regs;
+            return &c->t;
+        }
+        if (c->state == S_UNTRACED && c->gen == g->untraced) {
+            c->regs = regs;
+            return 0;
+        }
+    }
+    return traced.lookup(&tid);
+}
+#endif
+
 /* Thread `tid` leaves the traced set: forget its slot here, if any. */
 static __always_inline void drop_slot(u32 tid)
 {
     struct oncpu *c = slot_of(tid);
 
-    if (c)
+    if (c) {
         c->state = S_EMPTY;
+        c->regs = 0;
+    }
 }
 
 /* The span since the thread's previous event, which now becomes `now`.
@@ -411,9 +461,9 @@ static __always_inline void note_exit_code(s32 nr, u64 code)
 }
 
 /* ------------------------------------------------------------- syscalls */
-static __always_inline int on_sys_enter(long id, u64 arg0_or_regs, int raw)
+/* t: the calling thread's state in any phase, 0 if it is not traced */
+static __always_inline int on_sys_enter(struct thread *t, long id, u64 arg0_or_regs, int raw)
 {
-    struct thread *t = lookup_current((u32)bpf_get_current_pid_tgid());
     u64 now;
 
     if (!t)
@@ -447,13 +497,12 @@ static __always_inline int on_sys_enter(long id, u64 arg0_or_regs, int raw)
     return 0;
 }
 
-static __always_inline int on_sys_exit(long ret)
+static __always_inline int on_sys_exit(struct thread *t, long ret)
 {
-    struct thread *t = current_thread();
     u64 now;
     s32 nr;
 
-    if (!t)
+    if (!t || t->phase != PH_ACTIVE)
         return 0;
     now = bpf_ktime_get_ns();
     charge(t, now);
@@ -472,22 +521,23 @@ static __always_inline int on_sys_exit(long ret)
 #if RAW_SYSCALLS
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
-    return on_sys_enter((long)ctx->args[1], ctx->args[0], 1);
+    return on_sys_enter(syscall_thread(ctx->args[0]), (long)ctx->args[1], ctx->args[0], 1);
 }
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    return on_sys_exit((long)ctx->args[1]);
+    return on_sys_exit(syscall_thread(ctx->args[0]), (long)ctx->args[1]);
 }
 #else
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
-    return on_sys_enter(args->id, args->args[0], 0);
+    return on_sys_enter(lookup_current((u32)bpf_get_current_pid_tgid()), args->id,
+                        args->args[0], 0);
 }
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
-    return on_sys_exit(args->ret);
+    return on_sys_exit(current_thread(), args->ret);
 }
 #endif
 
@@ -681,6 +731,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
     }
     /* check out: the copy in `traced` stays as of now (run: on CPU) */
     c->tid = next;
+    c->regs = 0;
     if (t) {
         c->t = *t;
         c->gen = g->traced;
