@@ -90,16 +90,23 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
                        help="follow children and threads (the default)")
     group.add_argument("--no-follow", dest="follow", action="store_false",
                        help="trace only the first process")
-    group.add_argument("-u", "--user", metavar="USER",
-                       help="run the command as USER (needs root)")
-    group.add_argument("--as-root", action="store_true",
-                       help="under sudo, run the command as root instead of the invoking user")
+    add_identity_options(group)
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
     group.add_argument("-F", "--frequency", type=positive_int, default=4999, metavar="HZ",
                        help="stack sampling frequency (default: 4999 Hz)")
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+
+def add_identity_options(group: argparse._ArgumentGroup) -> None:
+    """Who the command runs as: root is for the probes, not for the command."""
+    identity = group.add_mutually_exclusive_group()
+    identity.add_argument("-u", "--user", metavar="USER",
+                          help="run the command as USER (needs root)")
+    identity.add_argument("--as-root", action="store_true",
+                          help="under sudo, run the command as root instead of the "
+                               "invoking user")
 
 
 def natural_int(text: str) -> int:

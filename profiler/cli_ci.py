@@ -17,7 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from profiler.budgets import BudgetFile, check_budgets, load_budget
-from profiler.cli import check_writable, command_of, natural_int, positive_int
+from profiler.cli import (
+    add_identity_options,
+    check_writable,
+    command_of,
+    natural_int,
+    positive_int,
+)
 from profiler.compare import (
     Comparison,
     ComparisonRenderer,
@@ -98,8 +104,10 @@ def _add_run_options(parser: argparse.ArgumentParser, collector_default: str | N
 
     default = ("the baseline's" if collector_default is None
                else "auto: ebpf where it can run, else ptrace")
-    parser.add_argument("-c", "--collector", default=collector_default,
-                        choices=("auto", *NAMES), help=f"how to trace (default: {default})")
+    group = parser.add_argument_group("tracing")
+    group.add_argument("-c", "--collector", default=collector_default,
+                       choices=("auto", *NAMES), help=f"how to trace (default: {default})")
+    add_identity_options(group)
 
 
 def _add_judging_options(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +172,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     check_writable(args.output)
     settings = Settings(repeat=args.repeat, warmup=args.warmup,
                         requested_collector=args.collector)
-    record = _record(command, args.collector, settings)
+    record = _record(command, args.collector, settings, args)
     record.save(args.output)
     _say(f"recorded {len(record.runs)} runs of {shlex.join(command)} with the "
          f"{record.collector} collector in {args.output}")
@@ -192,7 +200,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     collector = args.collector or baseline.collector
     if not args.update:
         _refuse_other_run(baseline, command, collector, args)
-    current = _record(command, collector, baseline.settings)
+    current = _record(command, collector, baseline.settings, args)
     if args.output:
         current.save(args.output)
     if args.update:
@@ -226,8 +234,10 @@ def _refuse_other_run(baseline: Record, command: list[str], collector: str,
 
 
 # ---------------------------------------------------------------- pieces
-def _record(command: list[str], collector_name: str, settings: Settings) -> Record:
-    """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them."""
+def _record(command: list[str], collector_name: str, settings: Settings,
+            args: argparse.Namespace) -> Record:
+    """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them,
+    as the user that ``args`` (-u, --as-root, sudo) choose."""
     from collectors import Options
     from profiler.cli import choose_collector
     from profiler.target import choose_credentials, resolve_command
@@ -237,7 +247,7 @@ def _record(command: list[str], collector_name: str, settings: Settings) -> Reco
     options = Options(
         command=command,
         follow=settings.follow,
-        credentials=choose_credentials(None, False, dict(os.environ)),
+        credentials=choose_credentials(args.user, args.as_root, dict(os.environ)),
         kernel_stacks=settings.kernel_stacks,
     )
     runs = record_runs(collector_class, options, settings.repeat, settings.warmup,

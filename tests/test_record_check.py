@@ -12,6 +12,7 @@ skipped with the reason for one that does not.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -88,9 +89,10 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> Workload:
 
 
 # ------------------------------------------------------------ running stprof
-def stprof(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def stprof(*args: str, timeout: float = 300,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def check(baseline: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -295,6 +297,41 @@ def test_record_leaves_the_targets_output_alone(collector: str, tmp_path: Path) 
     assert record["settings"]["repeat"] == 2 and record["settings"]["warmup"] == 1
     assert len(record["runs"]) == 2
     assert all(run["syscalls"]["write"]["calls"] >= 2 for run in record["runs"])
+
+
+# The command's exit status says who it ran as: its uid modulo 256
+# (nobody, 65534, exits 254; root exits 0).
+EXIT_WITH_UID = ["sh", "-c", "exit $(( $(id -u) % 256 ))"]
+SUDO_NOBODY = {"SUDO_UID": "65534", "SUDO_GID": "65534"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+@pytest.mark.parametrize("extra,sudo_env,status", [
+    ([], SUDO_NOBODY, 254),
+    (["--as-root"], SUDO_NOBODY, 0),
+    (["-u", "nobody"], {}, 254),
+], ids=["sudo", "as-root", "user"])
+def test_record_and_check_run_the_command_as_run_would(extra: list[str],
+                                                       sudo_env: dict[str, str], status: int,
+                                                       tmp_path: Path) -> None:
+    env = {**os.environ, **sudo_env}
+    baseline, current = tmp_path / "base.json", tmp_path / "current.json"
+    done = stprof("record", "-c", "ptrace", *extra, "--repeat", "2", "--warmup", "0",
+                  "-o", str(baseline), "--", *EXIT_WITH_UID, env=env)
+    assert done.returncode == 0, done.stderr
+    done = stprof("check", "--baseline", str(baseline), *extra, "-o", str(current), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path in (baseline, current):
+        runs = json.loads(path.read_text())["runs"]
+        assert [run["exit_status"] for run in runs] == [status, status]
+
+
+def test_user_and_as_root_exclude_each_other(tmp_path: Path) -> None:
+    done = stprof("record", "-u", "nobody", "--as-root", "-o", str(tmp_path / "r.json"),
+                  "--", "true")
+    assert done.returncode == 2
+    assert "not allowed with argument" in done.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_record_of_a_missing_command_is_127(tmp_path: Path) -> None:
