@@ -338,6 +338,29 @@ def test_no_follow_traces_only_the_first_process() -> None:
     assert len(profile.processes) == 1
 
 
+def test_threads_sharing_a_cpu_with_an_untraced_caller_count_exactly(
+        collector: EbpfCollector) -> None:
+    """The syscall probes know the running thread by the CPU's slot (checked by
+    its pt_regs): two traced threads and an untraced process that makes the
+    same syscall, all on one CPU, switch many times; no call may be lost or
+    taken from the stranger."""
+    binary = str(build("groundtruth"))
+    per_thread = 200_000
+    stranger = subprocess.Popen(["taskset", "-c", "0", binary, "20000000", "0", "0", "0", "0"])
+    try:
+        profile = run(collector, ["taskset", "-c", "0", binary, str(per_thread), "0", "0",
+                                  str(per_thread), "0"])
+        still_running = stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert still_running, "the untraced caller ended before the traced command did"
+    assert calls(profile, "getppid") == 2 * per_thread
+    assert sum(profile.syscalls["getppid"].hist) == 2 * per_thread
+    assert profile.budget is not None and profile.budget.runqueue_ns > 0
+    assert_budget_adds_up(profile)
+
+
 def test_sleeping_is_blocked_time(collector: EbpfCollector) -> None:
     profile = run(collector, ["sleep", "0.3"])
     budget = profile.budget
