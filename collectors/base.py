@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from profiler.model import Profile
 from profiler.target import Credentials
@@ -90,7 +90,7 @@ class Collector(ABC):
     def close(self) -> None:
         """Detach every probe.  Safe to call twice."""
 
-    def __enter__(self) -> Collector:
+    def __enter__(self) -> Self:
         try:
             self.prepare()
         except BaseException:  # Ctrl-C mid-attach: detach what was attached
