@@ -44,7 +44,8 @@
 #define MAX_ERRNO 4095
 #define MAX_IRQ_DEPTH 8
 
-enum phase { PH_ARMED = 1, PH_NEW = 2, PH_ACTIVE = 3 };
+/* PH_EXITING: its books are being closed; probes leave it alone */
+enum phase { PH_ARMED = 1, PH_NEW = 2, PH_ACTIVE = 3, PH_EXITING = 4 };
 enum mode { M_UNKNOWN = 0, M_USER = 1, M_SYSCALL = 2, M_FAULT = 3 };
 enum run { R_UNKNOWN = 0, R_ONCPU = 1, R_BLOCKED = 2, R_QUEUED = 3 };
 
@@ -68,32 +69,27 @@ enum drop {
 #define NIRQKIND (IRQ_SOFTIRQ + 10)
 
 struct thread {
-    /* What every syscall reads and writes first, so that with the oncpu
-     * slot's header they share as few cache lines as can be: a syscall that
-     * streams through a megabyte evicts them each time. */
+    u64 start;          /* lifetime start (exec entry, wakeup_new, attach) */
     u64 last;           /* time of the previous charge */
     u64 sys_start;
+    u64 fault_ts;       /* page-faults software event of the open fault */
+    u64 pend_cpu;       /* open fault's on-CPU time, until it completes */
+    u64 pend_off;       /* open fault's blocked time, until it completes */
+    u64 charge[NCHARGE];
+    u64 syscalls;
+    u64 sys_errors;
+    u64 syscall_ns;
+    u64 minflt;
+    u64 majflt;
+    u64 fault_ns;
     s32 sys_nr;         /* syscall in progress, -1 if none (or not counted) */
+    u32 tgid;
     u8 phase;
     u8 mode;
     u8 run;
     u8 irq_depth;
     u8 fault_in_sys;
-    u8 pad[7];
-    u64 syscalls;
-    u64 syscall_ns;
-    u64 sys_errors;
-    u64 charge[NCHARGE];
-    /* the rest */
-    u64 start;          /* lifetime start (exec entry, wakeup_new, attach) */
-    u64 fault_ts;       /* page-faults software event of the open fault */
-    u64 pend_cpu;       /* open fault's on-CPU time, until it completes */
-    u64 pend_off;       /* open fault's blocked time, until it completes */
-    u64 minflt;
-    u64 majflt;
-    u64 fault_ns;
-    u32 tgid;
-    u32 pad2;
+    u8 pad[3];
 };
 
 struct proc {
@@ -289,10 +285,16 @@ static __always_inline struct thread *current_thread(void)
  * syscall tracepoint's first argument is the thread's user pt_regs, which sit
  * at the top of its kernel stack: unique among live threads and fixed for
  * life.  Once the slot has learnt it, matching it identifies the thread
- * without the ~10 ns helper call that fetches its tid.  A missed sched_switch
- * (a probe can be skipped while another BPF program or a bpf() map update is
- * active on this CPU) leaves the slot describing another thread, whose
- * pt_regs differ, so the slow path by tid takes over. */
+ * without the helper call that fetches its tid (~8 ns a probe here).
+ * A missed sched_switch (a regular tracepoint's program is skipped while
+ * another BPF program or a bpf() map update is active on this CPU) leaves the
+ * slot describing another thread, whose pt_regs differ, so the slow path by
+ * tid takes over.  What this cannot tell apart: a slot left stale by missed
+ * switches for a thread that has since exited elsewhere, and a new thread
+ * given its freed kernel stack that runs here before the next switch is seen.
+ * That needs overlapping bpf() calls preempted on this CPU, and its cost is
+ * a few calls charged to the wrong thread; the tid check it replaces could be
+ * fooled only by a reused tid. */
 static __always_inline struct thread *syscall_thread(u64 regs)
 {
     u32 zero = 0;
@@ -625,10 +627,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     if (traced.update(&tid, t)) {
         count_drop(D_THREADS_FULL);
-        if (c)
+        if (c) {
             c->state = S_EMPTY;
+            c->regs = 0;
+        }
     } else if (c) {
-        c->tid = tid;
+        c->tid = tid;       /* same thread, same kernel stack: regs still hold */
     }
     traced.delete(&old);
     return 0;
@@ -679,6 +683,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         traced.delete(&tid);
         return 0;
     }
+    /* First shut out the interrupt probes: one that charged after the final
+     * charge below would add its span to the charges but not the lifetime. */
+    t->phase = PH_EXITING;
     now = bpf_ktime_get_ns();
     charge(t, now);
     if (t->mode == M_FAULT)
