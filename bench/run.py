@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from profiler.cli import DEFAULT_STACK_HZ
+
 ROOT = Path(__file__).resolve().parent.parent
 STPROF = [sys.executable, "-m", "profiler"]
 DD_SMALL = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000", "status=none"]
@@ -150,6 +152,7 @@ class EbpfRounds:
     floor: list[float] = field(default_factory=list)
     whole: list[float] = field(default_factory=list)   # the whole stprof run
     inner: list[float] = field(default_factory=list)   # the command's own wall_ns
+    sampled: list[float] = field(default_factory=list)  # the same, stacks sampled as by default
     syscalls: int = 0
 
 
@@ -167,6 +170,8 @@ def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRound
             profile = json.loads(out.read_text())
             result.inner.append(profile["wall_ns"] / 1e9)
             result.syscalls = sum(row["calls"] for row in profile["syscalls"].values())
+            time_once(stprof("ebpf", command, "--kernel-stacks", "faults", "--json", str(out)))
+            result.sampled.append(json.loads(out.read_text())["wall_ns"] / 1e9)
     return result
 
 
@@ -190,6 +195,9 @@ def bench_ebpf(rounds: int) -> list[Row]:
                                   statistics.median(result.whole), bare, None))
             rows.append(ratio_row(f"ebpf vs untraced, the command itself (dd {label})",
                                   inner, bare, target))
+            rows.append(ratio_row(f"ebpf with stacks sampled as by default (faults, "
+                                  f"{DEFAULT_STACK_HZ} Hz) (dd {label})",
+                                  statistics.median(result.sampled), bare, None))
             rows.append(ratio_row(f"floor: clock-only syscall probes vs untraced (dd {label})",
                                   least, bare, None))
             rows.append((f"cost per syscall (dd {label}, {result.syscalls:,} syscalls)",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collectors import Collector, Options
     from reports import ViewOptions
 
+DEFAULT_STACK_HZ = 4999  # kernel stack samples a second (-F)
 
 DESCRIPTION = """\
 Profile a command's syscalls and traps on the real kernel: how much of its
@@ -94,8 +95,9 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
-    group.add_argument("-F", "--frequency", type=positive_int, default=4999, metavar="HZ",
-                       help="stack sampling frequency (default: 4999 Hz)")
+    group.add_argument("-F", "--frequency", type=positive_int, default=DEFAULT_STACK_HZ,
+                       metavar="HZ",
+                       help=f"stack sampling frequency (default: {DEFAULT_STACK_HZ} Hz)")
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
 
@@ -142,7 +144,7 @@ def command_of(args: argparse.Namespace) -> list[str]:
 def collector_options(args: argparse.Namespace) -> Options:
     """Options for the collectors from the parsed arguments (checked for sense)."""
     from collectors import Options
-    from profiler.target import choose_credentials, resolve_command
+    from profiler.target import choose_credentials, resolve_command, why_not_attachable
 
     command = command_of(args)
     if command and args.pid is not None:
@@ -151,8 +153,10 @@ def collector_options(args: argparse.Namespace) -> Options:
         raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
     if command:
         resolve_command(command)
-    elif not Path(f"/proc/{args.pid}").exists() and sys.platform.startswith("linux"):
-        raise UsageError(f"-p {args.pid}: no such process")
+    elif sys.platform.startswith("linux"):
+        problem = why_not_attachable(args.pid)
+        if problem:
+            raise UsageError(f"-p {args.pid}: {problem}")
     return Options(
         command=command,
         attach_pid=args.pid,
@@ -201,6 +205,8 @@ def check_writable(*paths: str | None) -> None:
         if path is None:
             continue
         target = Path(path)
+        if target.is_dir():
+            raise UsageError(f"{path}: cannot write (Is a directory)")
         where = target if target.exists() else target.parent
         if not where.exists():
             raise UsageError(f"{path}: cannot write (No such file or directory)")
@@ -303,9 +309,10 @@ def _add_ci(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        # building the parser imports the collectors and renderers: a Ctrl-C
+        # then is as much an interruption as one during the run
+        args = build_parser().parse_args(argv)
         status: int = args.func(args)
         return status
     except StprofError as exc:

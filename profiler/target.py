@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from profiler import gate_program
@@ -321,6 +322,32 @@ class Interrupted(Exception):
 
 
 RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+
+
+def why_not_attachable(pid: int) -> str | None:
+    """Why ``-p pid`` cannot be traced (Linux), or None if it can be tried.
+
+    A kernel thread makes no syscalls and never exits, and a zombie has
+    nothing left to trace: both would leave stprof waiting for nothing.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "no such process"
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if len(fields) < 7:
+        return None
+    state, flags = fields[0], int(fields[6])
+    if flags & PF_KTHREAD:
+        return "a kernel thread (it makes no syscalls)"
+    if state in ("Z", "X"):
+        return "a zombie (it has exited; its parent has not reaped it)"
+    return None
 
 
 def terminal_delivers_to(pid: int) -> bool:

@@ -66,6 +66,55 @@ def test_not_executable_exits_126(tmp_path: Path) -> None:
     assert len(error_lines(result)) == 1
 
 
+@pytest.mark.parametrize("option", ["-o", "--json", "--stacks"])
+@pytest.mark.parametrize("where", ["a directory", "a missing directory"])
+def test_unwritable_outputs_are_refused_before_the_command_runs(tmp_path: Path, option: str,
+                                                                where: str) -> None:
+    path = tmp_path if where == "a directory" else tmp_path / "missing" / "out"
+    marker = tmp_path / "ran"
+    result = stprof("run", "--collector", "ptrace", option, str(path), "--",
+                    "touch", str(marker))
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [
+        f"stprof: {path}: cannot write "
+        f"({'Is a directory' if where == 'a directory' else 'No such file or directory'})"]
+    assert not marker.exists()
+
+
+def _kernel_thread() -> int | None:
+    """A kernel thread's pid (PF_KTHREAD in /proc/PID/stat), if any is visible."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[6]) & 0x00200000:
+                return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_attach_refuses_kernel_threads_and_zombies(collector: str) -> None:
+    kthread = _kernel_thread()
+    zombie = subprocess.Popen(["true"])  # not reaped until wait() below
+    try:
+        for _ in range(200):
+            if Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        cases = [(zombie.pid, "a zombie")]
+        if kthread is not None:
+            cases.append((kthread, "a kernel thread"))
+        for pid, what in cases:
+            result = stprof("run", "--collector", collector, "-p", str(pid), timeout=30)
+            assert result.returncode == 2, result.stderr
+            lines = error_lines(result)
+            assert len(lines) == 1 and lines[0].startswith(f"stprof: -p {pid}: {what}"), lines
+    finally:
+        zombie.wait()
+
+
 def test_no_command_is_usage_error() -> None:
     result = stprof("run", "--collector", "ptrace")
     assert result.returncode == 2
