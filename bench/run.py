@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from profiler.cli import DEFAULT_STACK_HZ
+from collectors.base import DEFAULT_STACK_HZ
 
 ROOT = Path(__file__).resolve().parent.parent
 STPROF = [sys.executable, "-m", "profiler"]

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from collectors import Collector, Options
     from reports import ViewOptions
 
-DEFAULT_STACK_HZ = 4999  # kernel stack samples a second (-F)
-
 DESCRIPTION = """\
 Profile a command's syscalls and traps on the real kernel: how much of its
 system time its syscalls explain, and where the rest went.
@@ -79,6 +77,7 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
 
 def add_collector_options(parser: argparse.ArgumentParser) -> None:
     from collectors import NAMES
+    from collectors.base import DEFAULT_STACK_HZ
 
     group = parser.add_argument_group("tracing")
     group.add_argument("-c", "--collector", default="auto", choices=("auto", *NAMES),

@@ -32,6 +32,9 @@ BUDGET_LABELS = {
     "unexplained_ns": "unexplained",
 }
 
+# Fewer stack samples than this and the report says the shares are rough.
+FEW_SAMPLES = 100
+
 
 def _table(rows: Iterable[Iterable[object]], headers: Iterable[str]) -> str:
     """A plain table: the first column (names) left, the figures right."""
@@ -230,7 +233,11 @@ class TextRenderer(Renderer):
         title = (f"Top kernel functions in {what} "
                  f"({fmt_count(stacks.samples)} samples at {stacks.frequency_hz} Hz; "
                  "self: the function itself, total: it and what it called)")
-        return title + "\n" + _table(rows, ["function", "samples", "self", "total"])
+        table = title + "\n" + _table(rows, ["function", "samples", "self", "total"])
+        if stacks.samples < FEW_SAMPLES:
+            table += (f"\nOnly {fmt_count(stacks.samples)} samples: shares this coarse are "
+                      "rough; for a short command raise the sampling rate (-F 4999).")
+        return table
 
     @staticmethod
     def process_table(profile: Profile) -> str:

@@ -84,6 +84,18 @@ def test_top_functions_by_leaf_and_inclusive_counts() -> None:
     assert stacks.inclusive() == {"a": 8, "b": 7, "clear_page_erms": 7, "c": 1}
 
 
+@pytest.mark.parametrize("samples,rough", [(6, True), (99, True), (100, False)])
+def test_text_report_says_when_stack_samples_are_few(samples: int, rough: bool) -> None:
+    from reports.text import TextRenderer
+
+    profile = sample_profile()
+    profile.stacks = Stacks(mode="faults", frequency_hz=999, samples=samples,
+                            folded={"a;b;clear_page_erms": samples})
+    text = TextRenderer().render(profile)
+    assert f"({samples} samples at 999 Hz;" in text
+    assert (f"Only {samples} samples" in text) == rough
+
+
 @pytest.mark.parametrize("text,message", [
     ("", "not valid JSON"),
     ('{"schema": "stprof/1", "command": [', "not valid JSON"),
