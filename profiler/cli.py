@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -187,6 +188,7 @@ def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     view = view_of(args)
     check_writable(args.output, args.json, args.stacks)
+    check_syscall_names(view.only)
     options = collector_options(args)
     cls = choose_collector(args.collector)
     with cls(options) as collector:
@@ -196,6 +198,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StprofError as exc:  # the command ran: its status still wins
         print(f"stprof: {exc.one_line()}", file=sys.stderr)
     return profile.exit_status or 0
+
+
+def check_syscall_names(names: set[str]) -> None:
+    """Refuse a -e name this machine's syscall table lacks, as strace does.
+
+    Only where stprof knows the table (Linux on x86-64 and aarch64); a
+    ``syscall_N`` name (a number without a name) always passes.
+    """
+    import platform
+
+    from collectors.syscall_names import syscall_table
+
+    if not sys.platform.startswith("linux"):
+        return
+    known = set(syscall_table().values())
+    unknown = sorted(name for name in names
+                     if name not in known and not re.fullmatch(r"syscall_\d+", name))
+    if known and unknown:
+        raise UsageError(f"-e: no syscall named {', '.join(unknown)} on "
+                         f"{platform.machine()} Linux")
 
 
 def check_writable(*paths: str | None) -> None:

@@ -42,7 +42,8 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 # ------------------------------------------------------------- bad input
 @pytest.mark.parametrize("args", [["--bogus"], ["run", "--bogus"], ["report"],
                                   ["run", "--top", "zero", "--", "true"],
-                                  ["run", "--collector", "nope", "--", "true"], []])
+                                  ["run", "--collector", "nope", "--", "true"], [],
+                                  ["run", "-e", "read,nosuchsyscall", "--", "true"]])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str]) -> None:
     result = stprof(*args)
     assert result.returncode == 2
