@@ -34,6 +34,7 @@ BUDGET_LABELS = {
 
 # Fewer stack samples than this and the report says the shares are rough.
 FEW_SAMPLES = 100
+RICH_SAMPLE_HZ = 4999  # the rate the hint suggests
 
 
 def _table(rows: Iterable[Iterable[object]], headers: Iterable[str]) -> str:
@@ -235,8 +236,10 @@ class TextRenderer(Renderer):
                  "self: the function itself, total: it and what it called)")
         table = title + "\n" + _table(rows, ["function", "samples", "self", "total"])
         if stacks.samples < FEW_SAMPLES:
+            more = ("raise the sampling rate (-F 4999)" if stacks.frequency_hz < RICH_SAMPLE_HZ
+                    else "profile a longer run of it")
             table += (f"\nOnly {fmt_count(stacks.samples)} samples: shares this coarse are "
-                      "rough; for a short command raise the sampling rate (-F 4999).")
+                      f"rough; for more, {more}.")
         return table
 
     @staticmethod

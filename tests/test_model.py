@@ -84,16 +84,24 @@ def test_top_functions_by_leaf_and_inclusive_counts() -> None:
     assert stacks.inclusive() == {"a": 8, "b": 7, "clear_page_erms": 7, "c": 1}
 
 
-@pytest.mark.parametrize("samples,rough", [(6, True), (99, True), (100, False)])
-def test_text_report_says_when_stack_samples_are_few(samples: int, rough: bool) -> None:
+@pytest.mark.parametrize("samples,hz,hint", [
+    (6, 999, "raise the sampling rate (-F 4999)"),
+    (99, 4999, "profile a longer run of it"),
+    (100, 999, None),
+])
+def test_text_report_says_when_stack_samples_are_few(samples: int, hz: int,
+                                                     hint: str | None) -> None:
     from reports.text import TextRenderer
 
     profile = sample_profile()
-    profile.stacks = Stacks(mode="faults", frequency_hz=999, samples=samples,
+    profile.stacks = Stacks(mode="faults", frequency_hz=hz, samples=samples,
                             folded={"a;b;clear_page_erms": samples})
     text = TextRenderer().render(profile)
-    assert f"({samples} samples at 999 Hz;" in text
-    assert (f"Only {samples} samples" in text) == rough
+    assert f"({samples} samples at {hz} Hz;" in text
+    if hint is None:
+        assert "samples: shares this coarse are rough" not in text
+    else:
+        assert f"Only {samples} samples: shares this coarse are rough; for more, {hint}." in text
 
 
 @pytest.mark.parametrize("text,message", [
