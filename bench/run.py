@@ -121,21 +121,27 @@ class FloorProbe:
     Loaded once, attached only while a command is timed under it.
     """
 
+    TRACEPOINTS = (b"sys_enter", b"sys_exit")
+
     def __init__(self) -> None:
         from bcc import BPF
 
+        # bcc attaches RAW_TRACEPOINT_PROBE functions as it loads them
         self._bpf = BPF(src_file=str(ROOT / "bench" / "floor.bpf.c").encode())
+        self._attached = set(self.TRACEPOINTS)
         self._detach()
 
     def _detach(self) -> None:
-        for tracepoint in (b"sys_enter", b"sys_exit"):
+        for tracepoint in sorted(self._attached):
             self._bpf.detach_raw_tracepoint(tracepoint)
+            self._attached.discard(tracepoint)
 
     def time(self, argv: Sequence[str]) -> float:
-        for tracepoint in (b"sys_enter", b"sys_exit"):
-            self._bpf.attach_raw_tracepoint(tp=tracepoint,
-                                            fn_name=b"raw_tracepoint__" + tracepoint)
         try:
+            for tracepoint in self.TRACEPOINTS:
+                self._bpf.attach_raw_tracepoint(tp=tracepoint,
+                                                fn_name=b"raw_tracepoint__" + tracepoint)
+                self._attached.add(tracepoint)
             return time_once(argv)
         finally:
             self._detach()
@@ -176,6 +182,9 @@ def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRound
 
 
 def per_syscall_ns(traced: float, untraced: float, syscalls: int) -> str:
+    """(traced - untraced) a syscall.  stprof's traced time is its profile's
+    wall_ns (release to reap, which adds the gate's wake-up) where the untraced
+    one is spawn to reap (which adds the fork): within a few 100 us alike."""
     return f"+{(traced - untraced) / max(syscalls, 1) * 1e9:.0f} ns a syscall"
 
 

@@ -39,6 +39,7 @@ from profiler.target import (
     RELAYED_SIGNALS,
     Interrupted,
     decode_wait_status,
+    proc_state_and_flags,
     raise_exec_error,
     relay_signals,
     spawn_paused,
@@ -404,6 +405,13 @@ def _seize_process(tracer: Tracer, pid: int) -> None:
 def _attach_failed(pid: int, number: int | None) -> None:
     if number == errno.ESRCH:
         raise UsageError(f"-p {pid}: no such process")
+    state_and_flags = proc_state_and_flags(pid)
+    if number == errno.EPERM and state_and_flags and state_and_flags[0] == "Z":
+        # ptrace cannot seize a zombie thread, and this collector follows a
+        # process through its main thread
+        raise TracingError(
+            f"cannot attach to pid {pid}: its main thread has exited while other "
+            "threads run", "the ebpf collector can: -c ebpf")
     raise TracingError(
         f"cannot attach to pid {pid}: {abi.errno_message(number)}",
         "run stprof as root, or lower kernel.yama.ptrace_scope",

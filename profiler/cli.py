@@ -214,7 +214,7 @@ def check_syscall_names(names: set[str]) -> None:
         return
     known = set(syscall_table().values())
     unknown = sorted(name for name in names
-                     if name not in known and not re.fullmatch(r"syscall_\d+", name))
+                     if name not in known and not re.fullmatch(r"syscall_-?\d+", name))
     if known and unknown:
         raise UsageError(f"-e: no syscall named {', '.join(unknown)} on "
                          f"{platform.machine()} Linux")

@@ -15,6 +15,7 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from profiler.budgets import BudgetFile, check_budgets, load_budget
 from profiler.cli import (
@@ -34,6 +35,9 @@ from profiler.compare import (
 from profiler.errors import InputError, UsageError
 from profiler.model import Profile, write_text_atomically
 from profiler.record import Record, Settings, new_record, record_runs
+
+if TYPE_CHECKING:
+    from profiler.target import Credentials
 
 DEFAULT_REPEAT = 5
 DEFAULT_WARMUP = 1
@@ -172,7 +176,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     check_writable(args.output)
     settings = Settings(repeat=args.repeat, warmup=args.warmup,
                         requested_collector=args.collector)
-    record = _record(command, args.collector, settings, args)
+    record = _record(command, args.collector, settings, _credentials(args))
     record.save(args.output)
     _say(f"recorded {len(record.runs)} runs of {shlex.join(command)} with the "
          f"{record.collector} collector in {args.output}")
@@ -195,12 +199,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     budget = load_budget(args.budget) if args.budget else None
     threshold = _threshold(args, budget)
     baseline = Record.load(args.baseline)
-    check_writable(args.output, args.markdown, args.junit, args.json)
+    check_writable(args.output, args.markdown, args.junit, args.json,
+                   args.baseline if args.update else None)
     command = command_of(args) or baseline.command
     collector = args.collector or baseline.collector
     if not args.update:
         _refuse_other_run(baseline, command, collector, args)
-    current = _record(command, collector, baseline.settings, args)
+    current = _record(command, collector, baseline.settings, _credentials(args))
     if args.output:
         current.save(args.output)
     if args.update:
@@ -234,20 +239,26 @@ def _refuse_other_run(baseline: Record, command: list[str], collector: str,
 
 
 # ---------------------------------------------------------------- pieces
+def _credentials(args: argparse.Namespace) -> Credentials | None:
+    """Who the command runs as: -u USER, --as-root, else sudo's invoking user."""
+    from profiler.target import choose_credentials
+
+    return choose_credentials(args.user, args.as_root, dict(os.environ))
+
+
 def _record(command: list[str], collector_name: str, settings: Settings,
-            args: argparse.Namespace) -> Record:
-    """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them,
-    as the user that ``args`` (-u, --as-root, sudo) choose."""
+            credentials: Credentials | None) -> Record:
+    """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them."""
     from collectors import Options
     from profiler.cli import choose_collector
-    from profiler.target import choose_credentials, resolve_command
+    from profiler.target import resolve_command
 
     resolve_command(command)
     collector_class = choose_collector(collector_name)
     options = Options(
         command=command,
         follow=settings.follow,
-        credentials=choose_credentials(args.user, args.as_root, dict(os.environ)),
+        credentials=credentials,
         kernel_stacks=settings.kernel_stacks,
     )
     runs = record_runs(collector_class, options, settings.repeat, settings.warmup,

@@ -327,27 +327,49 @@ RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
 
 
+def proc_state_and_flags(pid: int) -> tuple[str, int] | None:
+    """The state letter and the flags of /proc/PID/stat, None if unreadable.
+
+    The command name before them may hold spaces, ')' and any bytes: the
+    fields are what follows its last ')'.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat.rpartition(b")")[2].split()
+    try:
+        return fields[0].decode("ascii"), int(fields[6])
+    except (IndexError, ValueError):
+        return None
+
+
 def why_not_attachable(pid: int) -> str | None:
     """Why ``-p pid`` cannot be traced (Linux), or None if it can be tried.
 
     A kernel thread makes no syscalls and never exits, and a zombie has
-    nothing left to trace: both would leave stprof waiting for nothing.
+    nothing left to trace: both would leave stprof waiting for nothing.  A
+    process whose main thread has exited shows as a zombie too while its
+    other threads run: that one can be traced.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    if not Path(f"/proc/{pid}").exists():
         return "no such process"
-    except OSError:
+    state_and_flags = proc_state_and_flags(pid)
+    if state_and_flags is None:
         return None
-    fields = stat.rpartition(")")[2].split()
-    if len(fields) < 7:
-        return None
-    state, flags = fields[0], int(fields[6])
+    state, flags = state_and_flags
     if flags & PF_KTHREAD:
         return "a kernel thread (it makes no syscalls)"
-    if state in ("Z", "X"):
+    if state in ("Z", "X") and _thread_count(pid) <= 1:
         return "a zombie (it has exited; its parent has not reaped it)"
     return None
+
+
+def _thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def terminal_delivers_to(pid: int) -> bool:

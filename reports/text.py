@@ -236,7 +236,8 @@ class TextRenderer(Renderer):
                  "self: the function itself, total: it and what it called)")
         table = title + "\n" + _table(rows, ["function", "samples", "self", "total"])
         if stacks.samples < FEW_SAMPLES:
-            more = ("raise the sampling rate (-F 4999)" if stacks.frequency_hz < RICH_SAMPLE_HZ
+            more = (f"raise the sampling rate (-F {RICH_SAMPLE_HZ})"
+                    if stacks.frequency_hz < RICH_SAMPLE_HZ
                     else "profile a longer run of it")
             table += (f"\nOnly {fmt_count(stacks.samples)} samples: shares this coarse are "
                       f"rough; for more, {more}.")

@@ -16,6 +16,9 @@ import psutil
 import pytest
 from collector_guard import unavailable_reason
 
+from collectors.syscall_names import syscall_table
+from profiler.target import PF_KTHREAD, proc_state_and_flags
+
 STPROF = [sys.executable, "-m", "profiler"]
 LINUX_COLLECTORS = ("ptrace", "ebpf")
 
@@ -43,7 +46,11 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 @pytest.mark.parametrize("args", [["--bogus"], ["run", "--bogus"], ["report"],
                                   ["run", "--top", "zero", "--", "true"],
                                   ["run", "--collector", "nope", "--", "true"], [],
-                                  ["run", "-e", "read,nosuchsyscall", "--", "true"]])
+                                  pytest.param(["run", "-e", "read,nosuchsyscall", "--", "true"],
+                                               marks=pytest.mark.skipif(
+                                                   not syscall_table(),
+                                                   reason="no syscall table for this machine"),
+                                               id="unknown-syscall")])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str]) -> None:
     result = stprof(*args)
     assert result.returncode == 2
@@ -83,16 +90,20 @@ def test_unwritable_outputs_are_refused_before_the_command_runs(tmp_path: Path, 
 
 
 def _kernel_thread() -> int | None:
-    """A kernel thread's pid (PF_KTHREAD in /proc/PID/stat), if any is visible."""
+    """A kernel thread's pid, if any is visible (none inside a pid namespace)."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[6]) & 0x00200000:
+            state_and_flags = proc_state_and_flags(int(entry.name))
+            if state_and_flags and state_and_flags[1] & PF_KTHREAD:
                 return int(entry.name)
     return None
+
+
+def _wait_for_zombie(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while (proc_state_and_flags(pid) or ("?", 0))[0] != "Z":
+        assert time.monotonic() < deadline, f"process {pid} did not become a zombie in 30 s"
+        time.sleep(0.01)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
@@ -100,10 +111,7 @@ def test_attach_refuses_kernel_threads_and_zombies(collector: str) -> None:
     kthread = _kernel_thread()
     zombie = subprocess.Popen(["true"])  # not reaped until wait() below
     try:
-        for _ in range(200):
-            if Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
-                break
-            time.sleep(0.01)
+        _wait_for_zombie(zombie.pid)
         cases = [(zombie.pid, "a zombie")]
         if kthread is not None:
             cases.append((kthread, "a kernel thread"))
@@ -114,6 +122,35 @@ def test_attach_refuses_kernel_threads_and_zombies(collector: str) -> None:
             assert len(lines) == 1 and lines[0].startswith(f"stprof: -p {pid}: {what}"), lines
     finally:
         zombie.wait()
+
+
+LEADER_GONE = """
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(1.5,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_attach_takes_a_process_whose_main_thread_has_exited(collector: str) -> None:
+    """/proc shows it as a zombie, but its other thread runs: eBPF traces it;
+    ptrace, which cannot seize a zombie thread, says so and what to use."""
+    process = subprocess.Popen([sys.executable, "-c", LEADER_GONE])
+    try:
+        _wait_for_zombie(process.pid)
+        result = stprof("run", "--collector", collector, "-p", str(process.pid), "-o",
+                        os.devnull, timeout=60)
+        if collector == "ptrace":
+            assert result.returncode == 125
+            assert error_lines(result) == [
+                f"stprof: cannot attach to pid {process.pid}: its main thread has exited "
+                "while other threads run (the ebpf collector can: -c ebpf)"]
+        else:
+            assert result.returncode == 0, result.stderr
+            assert "zombie" not in result.stderr
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_no_command_is_usage_error() -> None:
