@@ -16,6 +16,7 @@ from profiler.version import stprof_version
 
 if TYPE_CHECKING:
     from collectors import Collector, Options
+    from profiler.target import Credentials
     from reports import ViewOptions
 
 DESCRIPTION = """\
@@ -111,6 +112,13 @@ def add_identity_options(group: argparse._ArgumentGroup) -> None:
                                "invoking user")
 
 
+def credentials_of(args: argparse.Namespace) -> Credentials | None:
+    """Who the command runs as: -u USER, --as-root, else sudo's invoking user."""
+    from profiler.target import choose_credentials
+
+    return choose_credentials(args.user, args.as_root, dict(os.environ))
+
+
 def natural_int(text: str) -> int:
     """An argparse type: a whole number, 0 or more."""
     try:
@@ -144,7 +152,7 @@ def command_of(args: argparse.Namespace) -> list[str]:
 def collector_options(args: argparse.Namespace) -> Options:
     """Options for the collectors from the parsed arguments (checked for sense)."""
     from collectors import Options
-    from profiler.target import choose_credentials, resolve_command, why_not_attachable
+    from profiler.target import resolve_command, why_not_attachable
 
     command = command_of(args)
     if command and args.pid is not None:
@@ -161,7 +169,7 @@ def collector_options(args: argparse.Namespace) -> Options:
         command=command,
         attach_pid=args.pid,
         follow=args.follow,
-        credentials=choose_credentials(args.user, args.as_root, dict(os.environ)),
+        credentials=credentials_of(args),
         kernel_stacks=args.kernel_stacks,
         stack_frequency_hz=args.frequency,
     )

@@ -22,6 +22,7 @@ from profiler.cli import (
     add_identity_options,
     check_writable,
     command_of,
+    credentials_of,
     natural_int,
     positive_int,
 )
@@ -176,7 +177,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     check_writable(args.output)
     settings = Settings(repeat=args.repeat, warmup=args.warmup,
                         requested_collector=args.collector)
-    record = _record(command, args.collector, settings, _credentials(args))
+    record = _record(command, args.collector, settings, credentials_of(args))
     record.save(args.output)
     _say(f"recorded {len(record.runs)} runs of {shlex.join(command)} with the "
          f"{record.collector} collector in {args.output}")
@@ -205,7 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     collector = args.collector or baseline.collector
     if not args.update:
         _refuse_other_run(baseline, command, collector, args)
-    current = _record(command, collector, baseline.settings, _credentials(args))
+    current = _record(command, collector, baseline.settings, credentials_of(args))
     if args.output:
         current.save(args.output)
     if args.update:
@@ -239,13 +240,6 @@ def _refuse_other_run(baseline: Record, command: list[str], collector: str,
 
 
 # ---------------------------------------------------------------- pieces
-def _credentials(args: argparse.Namespace) -> Credentials | None:
-    """Who the command runs as: -u USER, --as-root, else sudo's invoking user."""
-    from profiler.target import choose_credentials
-
-    return choose_credentials(args.user, args.as_root, dict(os.environ))
-
-
 def _record(command: list[str], collector_name: str, settings: Settings,
             credentials: Credentials | None) -> Record:
     """Make ``settings.repeat`` runs of ``command`` (after the warm-up) and keep them."""

@@ -240,6 +240,20 @@ static __always_inline struct thread *active_thread(u32 tid)
     return t;
 }
 
+/* What a CPU's slot says of the thread it was filled for, in this generation:
+ * SAYS_TRACED (its state is the slot's), SAYS_UNTRACED, or SAYS_NOTHING
+ * (empty, or filled before threads were added or the run ended). */
+enum says { SAYS_NOTHING = -1, SAYS_UNTRACED = 0, SAYS_TRACED = 1 };
+
+static __always_inline int slot_says(struct oncpu *c, struct gens *g)
+{
+    if (c->state == S_TRACED && c->gen == g->traced)
+        return SAYS_TRACED;
+    if (c->state == S_UNTRACED && c->gen == g->untraced)
+        return SAYS_UNTRACED;
+    return SAYS_NOTHING;
+}
+
 /* This CPU's slot if it holds thread `tid`'s state (checked out), else 0. */
 static __always_inline struct oncpu *slot_of(u32 tid)
 {
@@ -247,7 +261,7 @@ static __always_inline struct oncpu *slot_of(u32 tid)
     struct oncpu *c = oncpu.lookup(&zero);
     struct gens *g = running();
 
-    if (c && g && c->tid == tid && c->state == S_TRACED && c->gen == g->traced)
+    if (c && g && c->tid == tid && slot_says(c, g) == SAYS_TRACED)
         return c;
     return 0;
 }
@@ -260,13 +274,14 @@ static __always_inline struct thread *lookup_current(u32 tid)
     struct oncpu *c = oncpu.lookup(&zero);
     struct gens *g = running();
 
+    int says;
+
     if (!g)
         return 0;
     if (c && c->tid == tid) {
-        if (c->state == S_TRACED && c->gen == g->traced)
-            return &c->t;
-        if (c->state == S_UNTRACED && c->gen == g->untraced)
-            return 0;
+        says = slot_says(c, g);
+        if (says != SAYS_NOTHING)
+            return says == SAYS_TRACED ? &c->t : 0;
     }
     return traced.lookup(&tid);
 }
@@ -300,26 +315,18 @@ static __always_inline struct thread *syscall_thread(u64 regs)
     u32 zero = 0;
     struct oncpu *c = oncpu.lookup(&zero);
     struct gens *g = running();
+    int says;
     u32 tid;
 
     if (!c || !g)
         return 0;
-    if (c->regs == regs) {
-        if (c->state == S_TRACED && c->gen == g->traced)
-            return &c->t;
-        if (c->state == S_UNTRACED && c->gen == g->untraced)
-            return 0;
-    }
+    says = slot_says(c, g);
+    if (says != SAYS_NOTHING && c->regs == regs)
+        return says == SAYS_TRACED ? &c->t : 0;
     tid = bpf_get_current_pid_tgid();
-    if (c->tid == tid) {
-        if (c->state == S_TRACED && c->gen == g->traced) {
-            c->regs = regs;
-            return &c->t;
-        }
-        if (c->state == S_UNTRACED && c->gen == g->untraced) {
-            c->regs = regs;
-            return 0;
-        }
+    if (says != SAYS_NOTHING && c->tid == tid) {
+        c->regs = regs;     /* learnt: the next syscall here skips the tid */
+        return says == SAYS_TRACED ? &c->t : 0;
     }
     return traced.lookup(&tid);
 }
