@@ -36,7 +36,7 @@ test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check profiler collectors reports tests tools bench
+	$(VENV)/bin/ruff check profiler collectors reports stprof tests tools bench
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -25,7 +25,7 @@ from tabulate import tabulate
 from collectors.base import DEFAULT_STACK_HZ
 
 ROOT = Path(__file__).resolve().parent.parent
-STPROF = [sys.executable, "-m", "profiler"]
+STPROF = [sys.executable, "-m", "stprof"]
 DD_SMALL = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000", "status=none"]
 DD_LARGE = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=2000", "status=none"]
 

@@ -1,7 +1,7 @@
 """stprof: a syscall and trap profiler.
 
 The public API is the data model (``Profile``) and the errors; the command
-line is ``profiler.cli``.  Importing this package loads no collector, so it
+line is the ``stprof`` package.  Importing this package loads no collector, so it
 works on every platform.
 """
 

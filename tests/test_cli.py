@@ -19,7 +19,7 @@ from collector_guard import unavailable_reason
 from collectors.syscall_names import syscall_table
 from profiler.target import PF_KTHREAD, proc_state_and_flags
 
-STPROF = [sys.executable, "-m", "profiler"]
+STPROF = [sys.executable, "-m", "stprof"]
 LINUX_COLLECTORS = ("ptrace", "ebpf")
 
 

@@ -481,7 +481,7 @@ def test_json_holds_the_whole_comparison() -> None:
 
 # --------------------------------------------------------------- CLI, offline
 def stprof(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stprof", *args], capture_output=True,
                           text=True, timeout=120, env=env)
 
 

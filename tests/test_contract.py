@@ -35,7 +35,7 @@ def without_linux_dependencies(tmp_path: Path, *args: str) -> subprocess.Complet
     """Run stprof with bcc and ptrace made unimportable (None in sys.modules)."""
     (tmp_path / "sitecustomize.py").write_text(
         "import sys\nfor name in ('ptrace', 'bcc'):\n    sys.modules[name] = None\n")
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stprof", *args], capture_output=True,
                           text=True, check=False, timeout=60,
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
 

@@ -230,7 +230,7 @@ def test_real_run_of_dd(tmp_path: Path) -> None:
         pytest.skip(DtraceCollector.availability().reason)
     saved = tmp_path / "dd.json"
     result = subprocess.run(
-        [sys.executable, "-m", "profiler", "run", "--collector", "dtrace", "--json", str(saved),
+        [sys.executable, "-m", "stprof", "run", "--collector", "dtrace", "--json", str(saved),
          "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=1m", "count=10"],
         capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

@@ -91,7 +91,7 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> Workload:
 # ------------------------------------------------------------ running stprof
 def stprof(*args: str, timeout: float = 300,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stprof", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 

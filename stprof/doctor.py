@@ -1,7 +1,8 @@
-"""stprof doctor: which collectors and probe methods work here, and the fix when not."""
+"""``stprof doctor``: which collectors and probe methods work here, and the fix when not."""
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -9,6 +10,20 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from collectors import NAMES, Availability, ProbeMethod, collector_class
+from profiler.errors import EXIT_UNAVAILABLE
+from stprof.options import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser("doctor", help="say which collectors and probe methods work here")
+    parser.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    diagnosis = diagnose()
+    sys.stdout.write(render_diagnosis(diagnosis))
+    return 0 if diagnosis.usable else EXIT_UNAVAILABLE
+
 
 
 @dataclass

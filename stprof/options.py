@@ -1,0 +1,208 @@
+"""What the subcommands share: the parser class, argument types, option groups,
+and turning parsed arguments into collector and view options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from profiler.errors import EXIT_USAGE, UsageError
+
+if TYPE_CHECKING:
+    from collectors import Collector, Options
+    from profiler.target import Credentials
+    from reports import ViewOptions
+
+
+
+# the type of add_subparsers()' result (not subscriptable at run time)
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Subparsers = argparse._SubParsersAction
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'stprof: <what>' and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------ argument types
+def natural_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    value = natural_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def name_set(text: str) -> set[str]:
+    """An argparse type: 'a,b,c' -> {'a', 'b', 'c'}."""
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+# ------------------------------------------------------------ option groups
+def add_view_options(parser: argparse.ArgumentParser) -> None:
+    from reports import SORT_KEYS
+
+    group = parser.add_argument_group("report")
+    group.add_argument("-S", "--sort", default="time", choices=sorted(SORT_KEYS),
+                       help="order of the syscall table (default: time)")
+    group.add_argument("--top", type=positive_int, metavar="N",
+                       help="show only the first N syscalls")
+    group.add_argument("-e", "--syscalls", metavar="NAME,...", type=name_set, default=set(),
+                       help="show only these syscalls")
+    group.add_argument("-o", "--output", metavar="FILE",
+                       help="write the report to FILE instead of stderr")
+    group.add_argument("--json", metavar="FILE", help="also save the profile as JSON")
+    group.add_argument("--stacks", metavar="FILE",
+                       help="write sampled kernel stacks as folded stacks (flamegraph.pl, "
+                            "inferno, speedscope)")
+
+
+def add_collector_options(parser: argparse.ArgumentParser) -> None:
+    from collectors import NAMES
+    from collectors.base import DEFAULT_STACK_HZ
+
+    group = parser.add_argument_group("tracing")
+    group.add_argument("-c", "--collector", default="auto", choices=("auto", *NAMES),
+                       help="how to trace (default: auto: ebpf where it can run, "
+                            "dtrace on FreeBSD, else ptrace)")
+    group.add_argument("-p", "--pid", type=positive_int, metavar="PID",
+                       help="attach to a running process and its threads until it exits "
+                            "or Ctrl-C, then detach")
+    group.add_argument("-f", "--follow", dest="follow", action="store_true", default=True,
+                       help="follow children and threads (the default)")
+    group.add_argument("--no-follow", dest="follow", action="store_false",
+                       help="trace only the first process")
+    add_identity_options(group)
+    group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
+                       help="sample kernel stacks during page faults (default), all kernel "
+                            "time, or not at all")
+    group.add_argument("-F", "--frequency", type=positive_int, default=DEFAULT_STACK_HZ,
+                       metavar="HZ",
+                       help=f"stack sampling frequency (default: {DEFAULT_STACK_HZ} Hz)")
+    group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+
+def add_identity_options(group: Any) -> None:
+    """Who the command runs as: root is for the probes, not for the command."""
+    identity = group.add_mutually_exclusive_group()
+    identity.add_argument("-u", "--user", metavar="USER",
+                          help="run the command as USER (needs root)")
+    identity.add_argument("--as-root", action="store_true",
+                          help="under sudo, run the command as root instead of the "
+                               "invoking user")
+
+
+# ------------------------------------------------------------ interpretation
+def credentials_of(args: argparse.Namespace) -> Credentials | None:
+    """Who the command runs as: -u USER, --as-root, else sudo's invoking user."""
+    from profiler.target import choose_credentials
+
+    return choose_credentials(args.user, args.as_root, dict(os.environ))
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return command
+
+
+def collector_options(args: argparse.Namespace) -> Options:
+    """Options for the collectors from the parsed arguments (checked for sense)."""
+    from collectors import Options
+    from profiler.target import resolve_command, why_not_attachable
+
+    command = command_of(args)
+    if command and args.pid is not None:
+        raise UsageError("give either a command or -p PID, not both")
+    if not command and args.pid is None:
+        raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
+    if command:
+        resolve_command(command)
+    elif sys.platform.startswith("linux"):
+        problem = why_not_attachable(args.pid)
+        if problem:
+            raise UsageError(f"-p {args.pid}: {problem}")
+    return Options(
+        command=command,
+        attach_pid=args.pid,
+        follow=args.follow,
+        credentials=credentials_of(args),
+        kernel_stacks=args.kernel_stacks,
+        stack_frequency_hz=args.frequency,
+    )
+
+
+def choose_collector(name: str) -> type[Collector]:
+    """The collector class for -c NAME, saying why auto passed others over."""
+    from collectors import choose
+
+    cls, passed_over = choose(name)
+    for reason in passed_over:
+        print(f"stprof: {reason}; using {cls.name}", file=sys.stderr)
+    return cls
+
+
+def view_of(args: argparse.Namespace) -> ViewOptions:
+    from reports import ViewOptions
+
+    return ViewOptions(sort=args.sort, top=args.top, only=set(args.syscalls))
+
+
+def check_syscall_names(names: set[str]) -> None:
+    """Refuse a -e name this machine's syscall table lacks, as strace does.
+
+    Only where stprof knows the table (Linux on x86-64 and aarch64); a
+    ``syscall_N`` name (a number without a name) always passes.
+    """
+    from collectors.syscall_names import syscall_table
+
+    if not sys.platform.startswith("linux"):
+        return
+    known = set(syscall_table().values())
+    unknown = sorted(name for name in names
+                     if name not in known and not re.fullmatch(r"syscall_-?\d+", name))
+    if known and unknown:
+        raise UsageError(f"-e: no syscall named {', '.join(unknown)} on "
+                         f"{platform.machine()} Linux")
+
+
+def check_writable(*paths: str | None) -> None:
+    """Refuse an output path that cannot be written, before the command runs."""
+    for path in paths:
+        if path is None:
+            continue
+        target = Path(path)
+        if target.is_dir():
+            raise UsageError(f"{path}: cannot write (Is a directory)")
+        where = target if target.exists() else target.parent
+        if not where.exists():
+            raise UsageError(f"{path}: cannot write (No such file or directory)")
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"{path}: cannot write (Permission denied)")
+
+
+def say(message: str) -> None:
+    """One line for the user on stderr, as every message of stprof."""
+    print(f"stprof: {message}", file=sys.stderr)

@@ -1,0 +1,43 @@
+"""``stprof run``: run a command (or attach to -p PID), trace it, report."""
+
+from __future__ import annotations
+
+import argparse
+
+from profiler.errors import StprofError
+from profiler.model import Profile
+from stprof.options import (
+    Subparsers,
+    add_collector_options,
+    add_view_options,
+    check_syscall_names,
+    check_writable,
+    choose_collector,
+    collector_options,
+    say,
+    view_of,
+)
+from stprof.outputs import emit
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser("run", help="run a command (or attach to -p PID) and profile it",
+                            description="Run COMMAND, trace its syscalls and traps, report.")
+    add_collector_options(parser)
+    add_view_options(parser)
+    parser.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    view = view_of(args)
+    check_writable(args.output, args.json, args.stacks)
+    check_syscall_names(view.only)
+    options = collector_options(args)
+    cls = choose_collector(args.collector)
+    with cls(options) as collector:
+        profile: Profile = collector.run()
+    try:
+        emit(profile, args, view)
+    except StprofError as exc:  # the command ran: its status still wins
+        say(exc.one_line())
+    return profile.exit_status or 0
