@@ -5,7 +5,8 @@
 # Idempotent: a second run checks and returns in well under a second.
 set -eu
 
-DEBIAN_PACKAGES="python3-bpfcc strace linux-perf gcc libc6-dev python3-venv util-linux"
+# chromium: the HTML reports are tested in a real headless browser
+DEBIAN_PACKAGES="python3-bpfcc strace linux-perf gcc libc6-dev python3-venv util-linux chromium"
 
 say() { echo "setup: $*"; }
 
