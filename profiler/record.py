@@ -23,11 +23,10 @@ truncated or foreign, each as one ``InputError`` (exit status 2).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from profiler.errors import InputError
 from profiler.model import (
@@ -42,9 +41,6 @@ from profiler.model import (
     write_text_atomically,
 )
 from profiler.version import stprof_version
-
-if TYPE_CHECKING:
-    from collectors.base import Collector, Options
 
 RECORD_SCHEMA = "stprof-record/1"
 
@@ -161,31 +157,6 @@ def _check_schema(data: Any, source: str) -> None:
 
 
 # ---------------------------------------------------------------- recording
-def record_runs(
-    collector_class: type[Collector],
-    options: Options,
-    repeat: int,
-    warmup: int = 0,
-    on_run: Callable[[int, Profile], None] | None = None,
-) -> list[Profile]:
-    """Run the command ``warmup + repeat`` times under one prepared collector.
-
-    The probes are loaded once (one ``with``); each ``run()`` starts from zero.
-    The warm-up runs are discarded.  ``on_run(index, profile)`` is told about
-    every kept run (index from 1), e.g. to show progress.
-    """
-    kept: list[Profile] = []
-    with collector_class(options) as collector:
-        for _ in range(warmup):
-            collector.run()
-        for index in range(1, repeat + 1):
-            profile = collector.run()
-            kept.append(profile)
-            if on_run is not None:
-                on_run(index, profile)
-    return kept
-
-
 def new_record(command: list[str], collector: str, settings: Settings,
                runs: list[Profile]) -> Record:
     """A record of ``runs`` stamped with the time, the stprof version and the host."""

@@ -18,10 +18,13 @@ from profiler.budgets import BudgetFile, check_budgets
 from profiler.compare import Comparison, ComparisonRenderer, Threshold, compare_records
 from profiler.errors import InputError
 from profiler.model import Profile, write_text_atomically
-from profiler.record import Record, Settings, new_record, record_runs
+from profiler.record import Record, Settings, new_record
 from stprof.options import add_identity_options, choose_collector, say
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from collectors import Collector, Options
     from profiler.target import Credentials
 
 DEFAULT_REPEAT = 5
@@ -118,6 +121,31 @@ def record_command(command: list[str], collector_name: str, settings: Settings,
     runs = record_runs(collector_class, options, settings.repeat, settings.warmup,
                        on_run=_warn_on_failure)
     return new_record(command, collector_class.name, settings, runs)
+
+
+def record_runs(
+    collector_class: type[Collector],
+    options: Options,
+    repeat: int,
+    warmup: int = 0,
+    on_run: Callable[[int, Profile], None] | None = None,
+) -> list[Profile]:
+    """Run the command ``warmup + repeat`` times under one prepared collector.
+
+    The probes are loaded once (one ``with``); each ``run()`` starts from zero.
+    The warm-up runs are discarded.  ``on_run(index, profile)`` is told about
+    every kept run (index from 1), e.g. to show progress.
+    """
+    kept: list[Profile] = []
+    with collector_class(options) as collector:
+        for _ in range(warmup):
+            collector.run()
+        for index in range(1, repeat + 1):
+            profile = collector.run()
+            kept.append(profile)
+            if on_run is not None:
+                on_run(index, profile)
+    return kept
 
 
 def _warn_on_failure(index: int, profile: Profile) -> None:
