@@ -15,6 +15,8 @@ class ViewOptions:
     sort: str = "time"
     top: int | None = None
     only: set[str] = field(default_factory=set)
+    # under the syscall table, each shown syscall's latency histogram
+    histograms: bool = False
 
 
 class Renderer(ABC):

@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from profiler.model import Budget, Profile, SyscallStats
 from reports.base import Renderer
+from reports.histogram import log2_hist_lines
 from reports.units import fmt_count, fmt_ns, fmt_pct
 
 SORT_KEYS: dict[str, Callable[[tuple[str, SyscallStats]], object]] = {
@@ -54,6 +55,7 @@ class TextRenderer(Renderer):
             self.budget(profile),
             self.overview(profile),
             self.syscall_table(profile),
+            self.histograms(profile),
             self.fault_detail(profile),
             self.irq_table(profile),
             self.kernel_functions(profile),
@@ -149,16 +151,24 @@ class TextRenderer(Renderer):
                 f"{fmt_ns(rest)} ({fmt_pct(rest, sys_ns)}) went elsewhere: traps "
                 "(page faults, interrupts) and kernel work outside syscalls.")
 
-    def syscall_table(self, profile: Profile) -> str:
+    def _selected(self, profile: Profile) -> list[tuple[str, SyscallStats]]:
+        """The syscalls the view asks for (-e), in its order (-S)."""
         items = [
             (name, stats) for name, stats in profile.syscalls.items()
             if not self.view.only or name in self.view.only
         ]
+        items.sort(key=SORT_KEYS[self.view.sort])  # type: ignore[arg-type]
+        return items
+
+    def _shown(self, items: list[tuple[str, SyscallStats]]) -> list[tuple[str, SyscallStats]]:
+        return items[: self.view.top] if self.view.top else items
+
+    def syscall_table(self, profile: Profile) -> str:
+        items = self._selected(profile)
         if not items:
             return "No syscalls were recorded." if not self.view.only else (
                 "None of the syscalls asked for (-e) were made.")
-        items.sort(key=SORT_KEYS[self.view.sort])  # type: ignore[arg-type]
-        shown = items[: self.view.top] if self.view.top else items
+        shown = self._shown(items)
         whole = sum(stats.total_ns for _, stats in items)
         rows = [
             (name, fmt_count(s.calls), fmt_count(s.errors) if s.errors else "",
@@ -179,6 +189,24 @@ class TextRenderer(Renderer):
         if errors:
             lines.append("errors: " + "; ".join(errors))
         return "\n".join(line for line in lines if line)
+
+    def histograms(self, profile: Profile) -> str:
+        """--histogram: the latency distribution of each syscall shown, and of faults."""
+        if not self.view.histograms:
+            return ""
+        blocks = []
+        for name, stats in self._shown(self._selected(profile)):
+            lines = log2_hist_lines(stats.hist)
+            if lines:
+                title = f"{name}: {fmt_count(stats.calls)} call{_plural(stats.calls)}"
+                blocks.append("\n".join([title, *lines]))
+        fault_lines = log2_hist_lines(profile.faults.hist)
+        if fault_lines:
+            blocks.append(f"page faults: {fmt_count(sum(profile.faults.hist))} timed\n"
+                          + "\n".join(fault_lines))
+        if not blocks:
+            return "No latency histograms: nothing was timed."
+        return "Latency histograms (log2 buckets of nanoseconds)\n\n" + "\n\n".join(blocks)
 
     @staticmethod
     def _timing_line(profile: Profile) -> str:
@@ -261,3 +289,7 @@ class TextRenderer(Renderer):
         if not profile.notes:
             return ""
         return "Notes:\n" + "\n".join(f"- {note}" for note in profile.notes)
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -70,6 +70,9 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
                        help="show only the first N syscalls")
     group.add_argument("-e", "--syscalls", metavar="NAME,...", type=name_set, default=set(),
                        help="show only these syscalls")
+    group.add_argument("--histogram", action="store_true",
+                       help="print each syscall's latency histogram (log2 buckets, as bcc's "
+                            "tools do) and the page-fault time histogram")
     group.add_argument("-o", "--output", metavar="FILE",
                        help="write the report to FILE instead of stderr")
     group.add_argument("--json", metavar="FILE", help="also save the profile as JSON")
@@ -167,7 +170,8 @@ def choose_collector(name: str) -> type[Collector]:
 def view_of(args: argparse.Namespace) -> ViewOptions:
     from reports import ViewOptions
 
-    return ViewOptions(sort=args.sort, top=args.top, only=set(args.syscalls))
+    return ViewOptions(sort=args.sort, top=args.top, only=set(args.syscalls),
+                       histograms=args.histogram)
 
 
 def check_syscall_names(names: set[str]) -> None:
