@@ -1,44 +1,67 @@
-"""make bench: stprof's overhead as ratios measured in one run.
+"""make bench: stprof's overhead as paired ratios measured in one run.
 
-Every figure is a ratio against the untraced command (or against strace /
-perf trace) timed in the same run, interleaved round by round, so that the
-load of a shared machine falls on both sides.  Medians of the rounds.
-This is a benchmark, not a test: it prints, and fails only if a command
-cannot run at all.
+Every workload's commands run round-robin (A B C ... A B C ...), so that the
+load of a shared machine falls on all of them alike; each ratio is taken
+pair by pair within a round, and the table shows its median and its min-max
+over the rounds.  Under the table, the commands that make each row, to
+reproduce it by hand.  This is a benchmark, not a test: it prints, and fails
+only if a command cannot run at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
 
-from collectors.base import DEFAULT_STACK_HZ
-
 ROOT = Path(__file__).resolve().parent.parent
 STPROF = [sys.executable, "-m", "stprof"]
-DD_SMALL = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000", "status=none"]
-DD_LARGE = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=2000", "status=none"]
 
 
+def dd(bs: str, count: int) -> list[str]:
+    return ["dd", "if=/dev/zero", "of=/dev/null", f"bs={bs}", f"count={count}", "status=none"]
+
+
+STORM = dd("1", 200_000)        # 400k syscalls: the eBPF probes' cost per syscall
+SMALL_STORM = dd("1", 30_000)   # 60k syscalls: the ptrace tracers (each stop costs us)
+BULK = dd("1M", 2000)           # bulk I/O: few syscalls, each copying 1 MB
+DEMO = dd("10M", 1)             # the lecture's dd: page faults inside one read
+FORKS = ["sh", "-c", "for i in $(seq 300); do /bin/true; done"]
+
+
+# ------------------------------------------------------------------ commands
 @dataclass
-class Timing:
-    name: str
+class Command:
+    """One way of running a workload, and how its time is read."""
+
+    label: str
     argv: list[str]
+    # "whole": the process from spawn to reap; "own": the command's own time,
+    # the profile's wall_ns (stprof's start-up and report left out)
+    time: str = "whole"
+    under_floor: bool = False
     seconds: list[float] = field(default_factory=list)
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
+    def shown(self) -> str:
+        prefix = "under bench/floor.bpf.c: " if self.under_floor else ""
+        return prefix + shlex.join(self.argv)
+
+
+def stprof(collector: str, command: list[str], *extra: str) -> list[str]:
+    return [*STPROF, "run", "--collector", collector, "--kernel-stacks", "off",
+            "-o", os.devnull, *extra, "--", *command]
 
 
 def time_once(argv: Sequence[str]) -> float:
@@ -47,72 +70,9 @@ def time_once(argv: Sequence[str]) -> float:
                             stderr=subprocess.PIPE, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"bench: {' '.join(argv)} failed ({result.returncode}): "
+        sys.exit(f"bench: {shlex.join(argv)} failed ({result.returncode}): "
                  f"{result.stderr.decode(errors='replace').strip()[-300:]}")
     return elapsed
-
-
-def measure(timings: list[Timing], rounds: int) -> None:
-    """Round-robin: every command once per round, so noise hits all alike."""
-    for _ in range(rounds):
-        for timing in timings:
-            timing.seconds.append(time_once(timing.argv))
-
-
-def launch_to_exec_seconds(prefix: list[str], rounds: int) -> float:
-    """From launching ``prefix + probe`` to the probe's exec: the probe prints its clock."""
-    probe = [sys.executable, "-c", "import time; print(time.time_ns())"]
-    samples = []
-    for _ in range(rounds):
-        launched = time.time_ns()
-        out = subprocess.run([*prefix, *probe], capture_output=True, check=True, text=True)
-        samples.append((int(out.stdout.strip()) - launched) / 1e9)
-    return statistics.median(samples)
-
-
-def ebpf_available() -> bool:
-    from collectors import collector_class
-
-    return collector_class("ebpf").availability().ok
-
-
-def stprof(collector: str, command: list[str], *extra: str) -> list[str]:
-    return [*STPROF, "run", "--collector", collector, "--kernel-stacks", "off", "-o", os.devnull,
-            *extra, "--", *command]
-
-
-Row = tuple[str, str, str, str]
-
-
-def goal(value: float, target: float | None, unit: str = "x") -> str:
-    if target is None:
-        return ""
-    return f"<= {target:.2f}{unit} {'meets' if value <= target else 'MISSES'}"
-
-
-def ratio_row(what: str, num: float, den: float, target: float | None) -> Row:
-    ratio = num / den
-    return (what, f"{num:.3f} s / {den:.3f} s", f"{ratio:.2f}x", goal(ratio, target))
-
-
-def bench_ptrace(rounds: int) -> list[Row]:
-    untraced = Timing("untraced", DD_SMALL)
-    ptrace = Timing("stprof ptrace", stprof("ptrace", DD_SMALL))
-    timings = [untraced, ptrace]
-    strace = Timing("strace -c -f", ["strace", "-c", "-f", "-o", os.devnull, *DD_SMALL])
-    perf = Timing("perf trace -s", ["perf", "trace", "-s", "-o", os.devnull, *DD_SMALL])
-    if shutil.which("strace"):
-        timings.append(strace)
-    if shutil.which("perf") and os.geteuid() == 0:
-        timings.append(perf)
-    measure(timings, rounds)
-    rows = [ratio_row("ptrace vs untraced (dd bs=1 count=200000)", ptrace.median,
-                      untraced.median, None)]
-    if strace.seconds:
-        rows.append(ratio_row("ptrace vs strace -c -f", ptrace.median, strace.median, 1.0))
-    if perf.seconds:
-        rows.append(ratio_row("ptrace vs perf trace -s", ptrace.median, perf.median, None))
-    return rows
 
 
 class FloorProbe:
@@ -150,92 +110,202 @@ class FloorProbe:
         self._bpf.cleanup()
 
 
-@dataclass
-class EbpfRounds:
-    """One workload's interleaved rounds: untraced, under the floor probe, under stprof."""
+def run_command(command: Command, floor: FloorProbe | None, scratch: Path) -> float:
+    if command.under_floor:
+        assert floor is not None
+        return floor.time(command.argv)
+    if command.time == "own":
+        saved = scratch / "profile.json"
+        after_run = command.argv.index("run") + 1
+        time_once([*command.argv[:after_run], "--json", str(saved), *command.argv[after_run:]])
+        return float(json.loads(saved.read_text())["wall_ns"]) / 1e9
+    return time_once(command.argv)
 
-    untraced: list[float] = field(default_factory=list)
-    floor: list[float] = field(default_factory=list)
-    whole: list[float] = field(default_factory=list)   # the whole stprof run
-    inner: list[float] = field(default_factory=list)   # the command's own wall_ns
-    sampled: list[float] = field(default_factory=list)  # the same, stacks sampled as by default
-    syscalls: int = 0
 
-
-def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRounds:
-    import json
-    import tempfile
-
-    result = EbpfRounds()
+def measure(commands: list[Command], rounds: int, floor: FloorProbe | None) -> None:
+    """Round-robin: every command once per round, so noise hits all alike."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "p.json"
         for _ in range(rounds):
-            result.untraced.append(time_once(command))
-            result.floor.append(floor.time(command))
-            result.whole.append(time_once(stprof("ebpf", command, "--json", str(out))))
-            profile = json.loads(out.read_text())
-            result.inner.append(profile["wall_ns"] / 1e9)
-            result.syscalls = sum(row["calls"] for row in profile["syscalls"].values())
-            time_once(stprof("ebpf", command, "--kernel-stacks", "faults", "--json", str(out)))
-            result.sampled.append(json.loads(out.read_text())["wall_ns"] / 1e9)
-    return result
+            for command in commands:
+                command.seconds.append(run_command(command, floor, Path(tmp)))
 
 
-def per_syscall_ns(traced: float, untraced: float, syscalls: int) -> str:
-    """(traced - untraced) a syscall.  stprof's traced time is its profile's
-    wall_ns (release to reap, which adds the gate's wake-up) where the untraced
-    one is spawn to reap (which adds the fork): within a few 100 us alike."""
-    return f"+{(traced - untraced) / max(syscalls, 1) * 1e9:.0f} ns a syscall"
+# ------------------------------------------------------------------ rows
+@dataclass
+class Row:
+    workload: str
+    a: Command
+    b: Command
+    target: float | None = None
+
+    def ratios(self) -> list[float]:
+        return [x / y for x, y in zip(self.a.seconds, self.b.seconds) if y > 0]
+
+    def cells(self, number: int) -> list[str]:
+        ratios = self.ratios()
+        median = statistics.median(ratios)
+        verdict = ""
+        if self.target is not None:
+            verdict = f"<= {self.target:.2f}x: {'met' if median <= self.target else 'MISSED'}"
+        return [
+            f"[{number}] {self.workload}: {self.a.label} / {self.b.label}",
+            f"{median:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+            f"{statistics.median(self.a.seconds):.3f} s / "
+            f"{statistics.median(self.b.seconds):.3f} s",
+            verdict,
+        ]
 
 
-def bench_ebpf(rounds: int) -> list[Row]:
-    rows = []
-    floor = FloorProbe()
-    try:
-        for label, command, target in (("bs=1 count=200000", DD_SMALL, 2.0),
-                                       ("bs=1M count=2000", DD_LARGE, 1.05)):
-            result = ebpf_rounds(command, rounds, floor)
-            bare = statistics.median(result.untraced)
-            inner = statistics.median(result.inner)
-            least = statistics.median(result.floor)
-            # The fixed cost (compiling and loading the probes) is not overhead
-            # on the command: the command's own wall time leaves it out.
-            rows.append(ratio_row(f"ebpf vs untraced, whole stprof run (dd {label})",
-                                  statistics.median(result.whole), bare, None))
-            rows.append(ratio_row(f"ebpf vs untraced, the command itself (dd {label})",
-                                  inner, bare, target))
-            rows.append(ratio_row(f"ebpf with stacks sampled as by default (faults, "
-                                  f"{DEFAULT_STACK_HZ} Hz) (dd {label})",
-                                  statistics.median(result.sampled), bare, None))
-            rows.append(ratio_row(f"floor: clock-only syscall probes vs untraced (dd {label})",
-                                  least, bare, None))
-            rows.append((f"cost per syscall (dd {label}, {result.syscalls:,} syscalls)",
-                         f"ebpf {per_syscall_ns(inner, bare, result.syscalls)}",
-                         f"floor {per_syscall_ns(least, bare, result.syscalls)}", ""))
-    finally:
-        floor.close()
-    return rows
+@dataclass
+class Bench:
+    rounds: int
+    slow_rounds: int
+    floor: FloorProbe | None
+    rows: list[Row] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def workload(self, name: str, commands: list[Command], rounds: int,
+                 pairs: Callable[[dict[str, Command]], list[Row]]) -> None:
+        runnable = [c for c in commands if not c.under_floor or self.floor is not None]
+        print(f"bench: {name}: {len(runnable)} commands x {rounds} rounds", file=sys.stderr)
+        measure(runnable, rounds, self.floor)
+        by_label = {c.label: c for c in runnable}
+        self.rows += pairs(by_label)
+
+
+def pick(by_label: dict[str, Command], workload: str,
+         wanted: list[tuple[str, str, float | None]]) -> list[Row]:
+    """The rows whose two commands both ran here."""
+    return [Row(workload, by_label[a], by_label[b], target) for a, b, target in wanted
+            if a in by_label and b in by_label]
+
+
+def peers(argv: list[str], follow: bool = True) -> list[Command]:
+    """strace -c and perf trace -s, where installed (perf trace needs root)."""
+    found = []
+    if shutil.which("strace"):
+        found.append(Command("strace -c -f" if follow else "strace -c",
+                             ["strace", "-c", *(["-f"] if follow else []), "-o", os.devnull,
+                              *argv]))
+    if shutil.which("perf") and os.geteuid() == 0:
+        found.append(Command("perf trace -s", ["perf", "trace", "-s", "-o", os.devnull, *argv]))
+    return found
+
+
+def ebpf_available() -> bool:
+    from collectors import collector_class
+
+    return collector_class("ebpf").availability().ok
+
+
+# ------------------------------------------------------------------ workloads
+def bench_storm(bench: Bench, ebpf: bool) -> None:
+    """400k syscalls: eBPF against the floor any exact per-call timer costs here."""
+    if not ebpf:
+        return
+    from collectors.base import DEFAULT_STACK_HZ
+
+    commands = [
+        Command("untraced", STORM),
+        Command("floor probe", STORM, under_floor=True),
+        Command("ebpf (own time)", stprof("ebpf", STORM), time="own"),
+        Command(f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)",
+                stprof("ebpf", STORM, "--kernel-stacks", "faults"), time="own"),
+    ]
+    bench.workload("dd bs=1 count=200000", commands, bench.rounds, lambda c: pick(
+        c, "dd bs=1 count=200000", [
+            ("ebpf (own time)", "untraced", None),
+            ("floor probe", "untraced", None),
+            ("ebpf (own time)", "floor probe", 1.05),
+            (f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)", "untraced", None),
+        ]))
+
+
+def bench_small_storm(bench: Bench) -> None:
+    """60k syscalls: ptrace against strace and perf trace (each stop costs)."""
+    commands = [Command("untraced", SMALL_STORM), Command("ptrace", stprof("ptrace", SMALL_STORM)),
+                *peers(SMALL_STORM)]
+    bench.workload("dd bs=1 count=30000", commands, bench.slow_rounds, lambda c: pick(
+        c, "dd bs=1 count=30000", [
+            ("ptrace", "strace -c -f", 0.9),
+            ("ptrace", "perf trace -s", None),
+            ("ptrace", "untraced", None),
+            ("strace -c -f", "untraced", None),
+        ]))
+
+
+def bench_both(bench: Bench, name: str, argv: list[str], ebpf: bool, rounds: int,
+               ptrace_target: float | None = None, floor: bool = False) -> None:
+    """Both collectors and the peers on one workload."""
+    commands = [Command("untraced", argv)]
+    if ebpf:
+        commands += [Command("ebpf (own time)", stprof("ebpf", argv), time="own"),
+                     Command("ebpf (whole run)", stprof("ebpf", argv))]
+        if floor:
+            commands.append(Command("floor probe", argv, under_floor=True))
+    commands += [Command("ptrace", stprof("ptrace", argv)), *peers(argv)]
+    bench.workload(name, commands, rounds, lambda c: pick(c, name, [
+        ("ebpf (own time)", "untraced", None),
+        ("ebpf (whole run)", "untraced", None),
+        ("floor probe", "untraced", None),
+        ("ebpf (own time)", "floor probe", None),
+        ("ptrace", "untraced", None),
+        ("ptrace", "strace -c -f", ptrace_target),
+        ("ptrace", "perf trace -s", None),
+        ("strace -c -f", "untraced", None),
+        ("perf trace -s", "untraced", None),
+    ]))
+
+
+def startup(bench: Bench, ebpf: bool) -> None:
+    """`stprof run -- true` as a whole, against `true` untraced."""
+    true = ["true"]
+    commands = [Command("true", true), Command("ptrace", stprof("ptrace", true))]
+    if ebpf:
+        commands.append(Command("ebpf", stprof("ebpf", true)))
+    bench.workload("start-up", commands, bench.rounds, lambda c: [])
+    for command in commands[1:]:
+        seconds = command.seconds
+        target = " (goal <= 0.70 s)" if command.label == "ebpf" else ""
+        bench.lines.append(
+            f"start-up: stprof run -c {command.label} -- true: "
+            f"{statistics.median(seconds):.3f} s ({min(seconds):.3f}-{max(seconds):.3f}) "
+            f"whole{target}; `true` untraced {statistics.median(commands[0].seconds):.4f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds for the cheap commands")
-    parser.add_argument("--slow-rounds", type=int, default=1,
-                        help="rounds for ptrace, strace and perf trace (each takes seconds)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds for the quick workloads (default 5)")
+    parser.add_argument("--slow-rounds", type=int, default=3,
+                        help="rounds for the syscall storm under ptrace, strace and perf "
+                             "trace (default 3)")
     args = parser.parse_args()
     os.chdir(ROOT)
-    rows: list[Row] = []
-    if ebpf_available():
-        rows += bench_ebpf(args.rounds)
-        start = launch_to_exec_seconds(
-            [*STPROF, "run", "--collector", "ebpf", "-o", os.devnull, "--"], args.rounds)
-        bare = launch_to_exec_seconds([], args.rounds)
-        rows.append(("ebpf start-up: launch to the command's exec", f"{start:.3f} s",
-                     f"({bare:.3f} s untraced)", goal(start, 1.0, " s")))
-    else:
+    ebpf = ebpf_available()
+    if not ebpf:
         print("bench: the ebpf collector cannot run here; see `stprof doctor`", file=sys.stderr)
-    rows += bench_ptrace(args.slow_rounds)
-    print(tabulate(rows, headers=["measure", "median times", "ratio", "target"]))
+    floor = FloorProbe() if ebpf else None
+    bench = Bench(args.rounds, args.slow_rounds, floor)
+    try:
+        bench_storm(bench, ebpf)
+        bench_small_storm(bench)
+        bench_both(bench, "dd bs=1M count=2000", BULK, ebpf, args.rounds, floor=True)
+        bench_both(bench, "dd bs=10M count=1 (demo)", DEMO, ebpf, args.rounds)
+        bench_both(bench, "300 forks of /bin/true", FORKS, ebpf, args.slow_rounds,
+                   ptrace_target=1.0)
+        startup(bench, ebpf)
+    finally:
+        if floor is not None:
+            floor.close()
+    rows = [row.cells(number) for number, row in enumerate(bench.rows, 1)]
+    print(tabulate(rows, headers=["measure (A / B)", "A/B median (min-max)",
+                                  "median A / B", "goal"]))
+    print()
+    print("\n".join(bench.lines))
+    print("\nTo reproduce a row, time its two commands alternately:")
+    for number, row in enumerate(bench.rows, 1):
+        print(f"[{number}] A: {row.a.shown()}\n     B: {row.b.shown()}")
 
 
 if __name__ == "__main__":
