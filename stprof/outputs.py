@@ -1,4 +1,4 @@
-"""Writing one profile where the user asked: report, JSON, folded stacks."""
+"""Writing one profile where the user asked: report, JSON, folded stacks, HTML."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
     cannot be written.  The first failure is raised once all were tried.
     """
     from reports import FoldedRenderer, JsonRenderer, TextRenderer
+    from reports.html import HtmlRenderer
 
     failures: list[StprofError] = []
     if args.json:
@@ -33,6 +34,9 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
         else:
             folded = FoldedRenderer().render(profile)
             _try_write(failures, lambda: write_text_atomically(Path(args.stacks), folded))
+    if args.html:
+        page = HtmlRenderer(view).render(profile)
+        _try_write(failures, lambda: write_text_atomically(Path(args.html), page))
     text = TextRenderer(view).render(profile)
     if not (args.output and _try_write(
             failures, lambda: write_text_atomically(Path(args.output), text))):
