@@ -22,6 +22,7 @@ from reports.html_bars import (
     fault_kind_bar,
     fault_place_bar,
     stand_in_bar,
+    time_bar,
 )
 from reports.html_flame import Icicle, icicle
 from reports.html_page import inline_json, render_page
@@ -34,6 +35,9 @@ from reports.html_tables import (
 )
 from reports.text import BUDGET_LABELS, FEW_SAMPLES
 from reports.units import fmt_count, fmt_ns, fmt_pct
+
+# The parts of the budget that are the kernel's time on CPU: the system time.
+SYSTEM_PARTS = ("syscall_cpu_ns", "fault_user_ns", "fault_in_syscall_ns", "irq_ns")
 
 # What each collector cannot measure, said where the part would be.
 MISSING_BUDGET = {
@@ -82,17 +86,25 @@ def fault_histogram(profile: Profile) -> Histogram | None:
 
 
 def headline(profile: Profile, budget: Budget) -> str:
-    """The largest part of the budget, and where it was, in a few words."""
-    parts = budget.parts()
-    largest = max(parts, key=lambda name: parts[name])
+    """The lecture's question answered in a few words: where the system time went.
+
+    System time is the kernel's time on CPU for the tree: syscalls' own work,
+    page faults and interrupts (not user code, blocking or waiting for a CPU,
+    which the whole budget shows).
+    """
+    parts = {name: getattr(budget, name) for name in SYSTEM_PARTS}
+    kernel = sum(parts.values())
     who = profile.command[0].rsplit("/", 1)[-1] if profile.command else "the traced tree"
-    share = fmt_pct(parts[largest], budget.lifetime_ns)
+    if not kernel:
+        return f"{who} spent no measurable time in the kernel."
+    largest = max(parts, key=lambda name: parts[name])
     where = BUDGET_LABELS[largest]
     if largest == "fault_in_syscall_ns":
         top = _top_faulting_syscall(profile)
         if top:
             where = f"page faults inside {top}"
-    return f"Most of {who}'s time went to {where} ({share})."
+    return (f"Most of {who}'s system time went to {where} "
+            f"({fmt_pct(parts[largest], kernel)} of it).")
 
 
 def _top_faulting_syscall(profile: Profile) -> str | None:
@@ -103,6 +115,13 @@ def _top_faulting_syscall(profile: Profile) -> str | None:
         return None
     name = max(weights, key=lambda n: (weights[n] or 0))
     return name if (weights[name] or 0) * 2 > sum(v or 0 for v in weights.values()) else None
+
+
+def system_bar(budget: Budget) -> Bar:
+    """The system time alone: the budget's parts spent on CPU in the kernel."""
+    parts = [(name, BUDGET_LABELS[name], getattr(budget, name)) for name in SYSTEM_PARTS]
+    return time_bar(parts, "system time (on CPU in the kernel)",
+                    sum(value for _, _, value in parts))
 
 
 def budget_sentences(profile: Profile, budget: Budget) -> list[str]:
@@ -198,6 +217,7 @@ class HtmlRenderer(Renderer):
         budget = profile.budget if profile.budget and profile.budget.lifetime_ns else None
         shape = icicle(profile.stacks) if profile.stacks else None
         bar: Bar | None = budget_bar(budget) if budget else stand_in_bar(profile)
+        system = system_bar(budget) if budget else None
         stacks = profile.stacks
         command = (f"attached to pid {profile.attached_pid}" if profile.attached_pid is not None
                    else shlex.join(profile.command))
@@ -208,6 +228,7 @@ class HtmlRenderer(Renderer):
             "meta": self._meta(profile),
             "budget": budget,
             "bar": bar,
+            "system_bar": system,
             "headline": headline(profile, budget) if budget else "",
             "sentences": budget_sentences(profile, budget) if budget
             else stand_in_sentences(profile),

@@ -60,6 +60,7 @@ class Bar:
     whole_label: str
     whole_value: str
     notes: list[str] = field(default_factory=list)
+    scale: float = 100.0  # the bar's length, in percent of the figure's width
 
     @property
     def drawn(self) -> list[BarPart]:

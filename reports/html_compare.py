@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from profiler.compare import (
     BUDGET_METRICS,
@@ -38,6 +38,8 @@ from reports.compare_text import (
 from reports.html_bars import Bar, time_bar
 from reports.html_page import inline_json, render_page
 from reports.text import BUDGET_LABELS
+
+SIDES = ("baseline", "current")
 
 _LABELS = {
     Verdict.REGRESSION: "REGRESSION",
@@ -112,14 +114,20 @@ def budget_bars(comparison: Comparison) -> tuple[Bar, Bar] | None:
     by_metric = {r.metric: r for r in comparison.results if r.metric in BUDGET_METRICS}
     if not by_metric:
         return None
-    sides_: list[Bar] = []
-    for side in ("baseline", "current"):
-        def median(metric: str, side: str = side) -> int:
-            result = by_metric.get(metric)
-            return 0 if result is None else round(getattr(result, side).median)
-        parts = [(part, BUDGET_LABELS[part], median(f"budget.{part}")) for part in Budget.PARTS]
-        sides_.append(time_bar(parts, "threads' lifetime", median("budget.lifetime_ns")))
-    return sides_[0], sides_[1]
+    lifetimes = [median_of(by_metric.get("budget.lifetime_ns"), side) for side in SIDES]
+    longest = max(lifetimes)
+    bars = []
+    for side, lifetime in zip(SIDES, lifetimes):
+        parts = [(part, BUDGET_LABELS[part], median_of(by_metric.get(f"budget.{part}"), side))
+                 for part in Budget.PARTS]
+        bar = time_bar(parts, "threads' lifetime", lifetime)
+        bars.append(replace(bar, scale=100.0 * lifetime / longest if longest else 100.0))
+    return bars[0], bars[1]
+
+
+def median_of(result: Result | None, side: str) -> int:
+    """One side's median of a metric (0 when it was left out as all-zero)."""
+    return 0 if result is None else round(getattr(result, side).median)
 
 
 def syscall_deltas(comparison: Comparison) -> list[SyscallDelta]:

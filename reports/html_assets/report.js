@@ -43,7 +43,7 @@
       part.classList.remove("noname", "narrow");
       var label = part.querySelector(".part-label");
       if (!label) return;
-      var room = part.clientWidth - 10;
+      var room = part.clientWidth;
       if (label.scrollWidth > room) part.classList.add("noname");
       if (label.scrollWidth > room) part.classList.add("narrow");
     });
