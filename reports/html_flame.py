@@ -8,8 +8,9 @@ shows a frame's samples on hover.
 
 Frames are merged by their path from the root, as flamegraph.pl merges them:
 one box per distinct frame of the stacks shown, siblings in name order, each
-as wide as its samples.  Only the ``MAX_STACKS`` most sampled stacks are laid
-out; the rest are summed into one box under the root, named as such.
+as wide as its samples.  Only the most sampled stacks are laid out (up to
+``MAX_STACKS`` stacks and ``MAX_FRAMES`` boxes); the rest are summed into one
+box under the root, named as such.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from profiler.model import Stacks
 from reports.units import fmt_count, fmt_pct
 
 MAX_STACKS = 400
+MAX_FRAMES = 4000
 ROOT_NAME = "all samples"
 
 # Frame colours by what the frame is (report.css: .frame-<kind>).
@@ -84,9 +86,19 @@ class Icicle:
 
 
 def top_stacks(stacks: Stacks, limit: int = MAX_STACKS) -> list[tuple[str, int]]:
-    """The ``limit`` most sampled stacks, most first (ties by name)."""
+    """The most sampled stacks, most first (ties by name): at most ``limit`` of them,
+    and no more than ``MAX_FRAMES`` distinct frames in all (the page stays small)."""
     ordered = sorted(stacks.folded.items(), key=lambda item: (-item[1], item[0]))
-    return ordered[:limit]
+    chosen: list[tuple[str, int]] = []
+    seen: set[tuple[str, ...]] = set()
+    for stack, count in ordered[:limit]:
+        frames = stack.split(";")
+        new = {tuple(frames[:end]) for end in range(1, len(frames) + 1)} - seen
+        if chosen and len(seen) + len(new) > MAX_FRAMES:
+            break
+        seen |= new
+        chosen.append((stack, count))
+    return chosen
 
 
 def distinct_frames(stacks: list[tuple[str, int]]) -> set[tuple[str, ...]]:

@@ -102,16 +102,13 @@ class Browser:
         visit = Visit(page=page, url=url)
 
         def route(request_route: Any) -> None:
-            request_url = request_route.request.url
-            if request_url == url:
+            if request_route.request.url == url:
                 request_route.continue_()
             else:
-                visit.blocked.append(request_url)
                 request_route.abort()
 
-        def on_request(request: Any) -> None:
-            if request.url != url and not request.url.startswith(("data:", "blob:")) \
-                    and request.url not in visit.blocked:
+        def on_request(request: Any) -> None:  # every request, routed or not, is seen here
+            if request.url != url and not request.url.startswith(("data:", "blob:")):
                 visit.blocked.append(request.url)
 
         def on_console(message: Any) -> None:

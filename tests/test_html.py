@@ -146,6 +146,19 @@ def visible_sections_have_content(visit: Visit) -> None:
     assert visit.page.locator(".uplot-host canvas").count() == hosts
 
 
+def test_the_browser_helper_sees_requests_and_errors(browser: Browser, tmp_path: Path) -> None:
+    """The checks below would catch a page that fetches or fails: this one does both."""
+    page = tmp_path / "leaky.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://192.0.2.1/x.png">'
+                    '<script>fetch("https://192.0.2.1/a").catch(() => {});'
+                    "undefinedFunction();</script></body></html>")
+    with browser.open(page) as visit:
+        visit.page.wait_for_timeout(300)
+        assert set(visit.blocked) == {"http://192.0.2.1/x.png", "https://192.0.2.1/a"}
+        assert any("undefinedFunction" in error for error in visit.page_errors)
+        assert visit.console_errors
+
+
 # ------------------------------------------------------------ eBPF: the demo
 def test_the_demo_page_is_small_and_self_contained(ebpf_run: Run, browser: Browser,
                                                    shots: Path) -> None:
