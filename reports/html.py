@@ -54,8 +54,8 @@ MISSING_STACKS = {
 }
 MISSING_IRQS = {
     "ptrace": "ptrace cannot see interrupts: they never stop the traced thread.",
-    "dtrace": ("The DTrace program counts interrupts as traps (in the budget bar above), "
-               "not by kind."),
+    "dtrace": ("The DTrace program does not trace interrupts: it times syscalls and "
+               "traps (fbt::trap) only."),
 }
 
 

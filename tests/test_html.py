@@ -419,7 +419,7 @@ def test_dtrace_fixture_page_shows_the_lectures_split(dtrace_page: tuple[Profile
             "trap_user_ns": [fmt_ns(timing["trap_user_ns"])],
         }
         assert "DTrace" in texts(visit, "#budget-missing")[0]
-        assert "interrupts as traps" in texts(visit, "#irqs-missing")[0]
+        assert "does not trace interrupts" in texts(visit, "#irqs-missing")[0]
         assert visit.page.locator("#flame g.frame").count() == 1 + len(
             distinct_frames(top_stacks(profile.stacks)))  # type: ignore[arg-type]
         visible_sections_have_content(visit)
@@ -504,3 +504,17 @@ def test_unwritable_html_is_refused_before_the_command_runs(tmp_path: Path,
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert not marker.exists()
 
+
+
+def test_check_writes_its_comparison_page(tmp_path: Path, browser: Browser) -> None:
+    need_collector("ptrace")
+    baseline, page = tmp_path / "baseline.json", tmp_path / "check.html"
+    done = stprof("record", "-c", "ptrace", "--repeat", "2", "--warmup", "0", "-o",
+                  str(baseline), "--", "true")
+    assert done.returncode == 0, done.stderr
+    done = stprof("check", "--baseline", str(baseline), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    with browser.open(page) as visit:
+        assert attributes(visit, "#verdict-banner", "data-state") == ["ok"]
+        assert texts(visit, "#text-view")[0] == done.stdout.rstrip("\n")
+        assert_clean(visit)
