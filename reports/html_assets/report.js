@@ -59,15 +59,16 @@
     var step = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(host.clientWidth / 110))));
     var opts = {
       width: Math.max(240, host.clientWidth),
-      height: 200,
+      height: 240,
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: false, range: [-0.5, n - 0.5] }, y: { range: function (u, lo, hi) { return [0, hi * 1.08 || 1]; } } },
       axes: [
         { splits: function () { return xs.filter(function (x) { return x % step === 0; }); },
           values: function (u, ticks) { return ticks.map(function (t) { return data.lows[t] || ""; }); },
-          size: 34, gap: 4 },
-        { size: 56, values: function (u, ticks) { return ticks.map(function (t) { return t.toLocaleString("en-US"); }); } }
+          size: 30, gap: 4, label: "time per " + data.unit.replace(/s$/, "") +
+            " (a bar spans its label to twice it; hover for its range)", labelSize: 16 },
+        { size: 56, label: data.unit, labelSize: 16, values: function (u, ticks) { return ticks.map(function (t) { return t.toLocaleString("en-US"); }); } }
       ],
       series: [
         { label: "time", value: function (u, v) { return v == null ? "-" : (data.labels[v] || "-"); } },
@@ -191,7 +192,7 @@
     layout();
     plots.forEach(function (p) {
       var width = Math.max(240, p.host.clientWidth);
-      if (Math.abs(width - p.plot.width) > 1) p.plot.setSize({ width: width, height: 200 });
+      if (Math.abs(width - p.plot.width) > 1) p.plot.setSize({ width: width, height: 240 });
     });
   }
   refit();
