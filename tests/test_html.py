@@ -188,20 +188,19 @@ def test_budget_bar_shows_the_profiles_budget(ebpf_run: Run, browser: Browser) -
             # legend below has them all)
             shown = texts(visit, f"{box} .part-label")[0]
             assert shown in (f"{label}\n{value} {share}", f"{value} {share}", "")
-        assert texts(visit, '#budget-bar .part[data-part="fault_in_syscall_ns"] .part-label') == [
-            f"{BUDGET_LABELS['fault_in_syscall_ns']}\n{fmt_ns(parts['fault_in_syscall_ns'])} "
-            f"{fmt_pct(parts['fault_in_syscall_ns'], budget.lifetime_ns)}"]
+        largest = max(parts, key=lambda n: parts[n])  # at least an eighth: room for figures
+        assert texts(visit, f'#budget-bar .part[data-part="{largest}"] .part-label')[0].endswith(
+            f"{fmt_ns(parts[largest])} {fmt_pct(parts[largest], budget.lifetime_ns)}")
         legend = list(zip(texts(visit, "#budget-bar .legend .legend-name"),
                           texts(visit, "#budget-bar .legend .legend-value"),
                           texts(visit, "#budget-bar .legend .legend-share")))
         assert legend == [(BUDGET_LABELS[n], fmt_ns(v), fmt_pct(v, budget.lifetime_ns))
                           for n, v in parts.items()]
         # each box is as wide as its share of the lifetime
-        whole = visit.page.locator("#budget-bar .bar").bounding_box()["width"]
-        largest = max(parts, key=lambda n: parts[n])
+        whole = visit.page.locator("#budget-bar .bar").bounding_box()["width"] - 2  # border
         width = visit.page.locator(f'#budget-bar .part[data-part="{largest}"]').bounding_box()
         assert width["width"] == pytest.approx(whole * parts[largest] / budget.lifetime_ns,
-                                               abs=len(drawn) * 3)
+                                               abs=1.5)
         assert_clean(visit)
 
 
