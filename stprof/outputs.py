@@ -22,7 +22,6 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
     cannot be written.  The first failure is raised once all were tried.
     """
     from reports import FoldedRenderer, JsonRenderer, TextRenderer
-    from reports.html import HtmlRenderer
 
     failures: list[StprofError] = []
     if args.json:
@@ -35,6 +34,8 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
             folded = FoldedRenderer().render(profile)
             _try_write(failures, lambda: write_text_atomically(Path(args.stacks), folded))
     if args.html:
+        from reports.html import HtmlRenderer  # Jinja2 only when a page is asked for
+
         page = HtmlRenderer(view).render(profile)
         _try_write(failures, lambda: write_text_atomically(Path(args.html), page))
     text = TextRenderer(view).render(profile)
