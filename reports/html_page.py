@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from reports.units import fmt_count, fmt_ns
+
 ASSETS = "html_assets"
 
 
@@ -55,6 +57,8 @@ def environment() -> jinja2.Environment:
     )
     env.globals["asset"] = asset
     env.filters["script"] = inline_script
+    env.filters["fmt_count"] = fmt_count
+    env.filters["fmt_ns"] = fmt_ns
     return env
 
 

@@ -517,3 +517,25 @@ def test_check_writes_its_comparison_page(tmp_path: Path, browser: Browser) -> N
         assert attributes(visit, "#verdict-banner", "data-state") == ["ok"]
         assert texts(visit, "#text-view")[0] == done.stdout.rstrip("\n")
         assert_clean(visit)
+
+
+def test_text_from_the_profile_cannot_break_out_of_the_page(dtrace_page: tuple[Profile, Path],
+                                                            browser: Browser,
+                                                            tmp_path: Path) -> None:
+    """A command line, a note or a syscall name is shown as text, never run as markup."""
+    profile, _ = dtrace_page
+    hostile = "</script><script>window.hacked = 1</script><b>&amp;"
+    profile = Profile.from_dict({**profile.to_dict(), "command": ["sh", "-c", hostile],
+                                 "notes": [hostile]})
+    profile.syscalls[hostile] = profile.syscalls["read"]
+    path = tmp_path / "hostile.html"
+    path.write_text(HtmlRenderer().render(profile), encoding="utf-8")
+    with browser.open(path) as visit:
+        assert visit.page.evaluate("window.hacked") is None
+        assert texts(visit, "h1 code") == [f"sh -c '{hostile}'"]
+        assert texts(visit, "#notes li") == [hostile]
+        assert hostile in row_names(visit)
+        assert visit.page.evaluate(
+            "JSON.parse(document.getElementById('profile-data').textContent)"
+        ) == profile.to_dict()
+        assert_clean(visit)
