@@ -460,6 +460,12 @@ def test_compare_html_shows_the_verdict_and_the_same_numbers(
         read_calls = visit.page.locator(
             '#syscall-deltas tr[data-syscall="read"] td[data-verdict]').first
         assert read_calls.get_attribute("data-verdict") == "regression"
+        with visit.page.expect_download() as download:
+            visit.page.click("#save-json")
+        saved = tmp_path / "saved.json"
+        download.value.save_as(saved)
+        data = json.loads(saved.read_text())
+        assert data["schema"] == "stprof-comparison/1" and data["exit_status"] == 1
         assert_clean(visit)
 
 
