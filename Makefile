@@ -25,8 +25,10 @@ $(STAMPS)/venv: pyproject.toml | packages $(VPY)
 
 # -F 4999: the lecture's dd lives a few milliseconds; the default 999 Hz
 # would give its fault-path stack table only a handful of samples.
+# The text report goes to the terminal; the same profile as a page to demo.html.
 demo: setup
-	$(VENV)/bin/stprof run -F 4999 -- dd if=/dev/zero of=/dev/null bs=10M count=1
+	$(VENV)/bin/stprof run -F 4999 --html demo.html -- dd if=/dev/zero of=/dev/null bs=10M count=1
+	@echo "stprof: the HTML report is in $(CURDIR)/demo.html (open it in a browser; it works offline)"
 
 test: setup lint
 	$(VENV)/bin/pytest -q

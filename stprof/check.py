@@ -43,7 +43,7 @@ def execute(args: argparse.Namespace) -> int:
     budget = load_budget(args.budget) if args.budget else None
     threshold = threshold_of(args, budget)
     baseline = Record.load(args.baseline)
-    check_writable(args.output, args.markdown, args.junit, args.json,
+    check_writable(args.output, args.markdown, args.junit, args.json, args.html,
                    args.baseline if args.update else None)
     command = command_of(args) or baseline.command
     collector = args.collector or baseline.collector

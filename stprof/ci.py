@@ -74,6 +74,8 @@ def add_judging_options(parser: argparse.ArgumentParser) -> None:
                           "$GITHUB_STEP_SUMMARY when set)")
     out.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase a metric")
     out.add_argument("--json", metavar="FILE", help="write the whole comparison as JSON")
+    out.add_argument("--html", metavar="FILE",
+                     help="write the comparison as one self-contained HTML page")
 
 
 def _pct(value: float) -> str:
@@ -181,11 +183,13 @@ def emit_comparison(comparison: Comparison, args: argparse.Namespace) -> None:
     from reports.compare_junit import CompareJunitRenderer
     from reports.compare_markdown import CompareMarkdownRenderer
     from reports.compare_text import CompareTextRenderer
+    from reports.html_compare import CompareHtmlRenderer
 
     files: list[tuple[str | None, ComparisonRenderer]] = [
         (args.markdown, CompareMarkdownRenderer()),
         (args.junit, CompareJunitRenderer()),
         (args.json, CompareJsonRenderer()),
+        (args.html, CompareHtmlRenderer()),
     ]
     for path, renderer in files:
         if path:

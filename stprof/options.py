@@ -79,6 +79,8 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stacks", metavar="FILE",
                        help="write sampled kernel stacks as folded stacks (flamegraph.pl, "
                             "inferno, speedscope)")
+    group.add_argument("--html", metavar="FILE",
+                       help="also write the report as one self-contained HTML page")
 
 
 def add_collector_options(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Writing one profile where the user asked: report, JSON, folded stacks."""
+"""Writing one profile where the user asked: report, JSON, folded stacks, HTML."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
         else:
             folded = FoldedRenderer().render(profile)
             _try_write(failures, lambda: write_text_atomically(Path(args.stacks), folded))
+    if args.html:
+        from reports.html import HtmlRenderer  # Jinja2 only when a page is asked for
+
+        page = HtmlRenderer(view).render(profile)
+        _try_write(failures, lambda: write_text_atomically(Path(args.html), page))
     text = TextRenderer(view).render(profile)
     if not (args.output and _try_write(
             failures, lambda: write_text_atomically(Path(args.output), text))):

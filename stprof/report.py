@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from profiler.model import Profile
-from stprof.options import Subparsers, add_view_options, say, view_of
+from profiler.model import Profile, write_text_atomically
+from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
 from stprof.outputs import emit
 
 
@@ -14,8 +15,9 @@ def register(sub: Subparsers) -> None:
     parser = sub.add_parser("report", help="show a saved profile (from run --json)",
                             description="Render a profile saved with `stprof run --json`.")
     parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--format", choices=("text", "json", "folded"), default="text",
-                        help="text (default), the profile's JSON, or folded stacks")
+    parser.add_argument("--format", choices=("text", "json", "folded", "html"), default="text",
+                        help="text (default), the profile's JSON, folded stacks, or one "
+                             "self-contained HTML page (to -o FILE, else stdout)")
     add_view_options(parser)
     parser.set_defaults(execute=execute)
 
@@ -23,6 +25,9 @@ def register(sub: Subparsers) -> None:
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
     profile = Profile.load(args.file)
+    if args.format == "html":
+        _write_html(profile, args)
+        return 0
     if args.format != "text":
         from reports import RENDERERS
 
@@ -33,3 +38,16 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     emit(profile, args, view, default_stream=sys.stdout)
     return 0
+
+
+def _write_html(profile: Profile, args: argparse.Namespace) -> None:
+    """--format html: the page to -o FILE and/or --html FILE, else to stdout."""
+    from reports.html import HtmlRenderer
+
+    check_writable(args.output, args.html)
+    page = HtmlRenderer(view_of(args)).render(profile)
+    for path in (args.output, args.html):
+        if path:
+            write_text_atomically(Path(path), page)
+    if not args.output and not args.html:
+        sys.stdout.write(page)

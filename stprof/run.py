@@ -30,7 +30,7 @@ def register(sub: Subparsers) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
-    check_writable(args.output, args.json, args.stacks)
+    check_writable(args.output, args.json, args.stacks, args.html)
     check_syscall_names(view.only)
     options = collector_options(args)
     cls = choose_collector(args.collector)
