@@ -358,7 +358,7 @@ def test_background_descendants_from_the_command_line(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "profiler",
+            "stprof",
             "run",
             "--collector",
             "ptrace",
@@ -455,7 +455,7 @@ def test_attach_from_the_command_line(looping: subprocess.Popen[bytes], tmp_path
         [
             sys.executable,
             "-m",
-            "profiler",
+            "stprof",
             "run",
             "--collector",
             "ptrace",
