@@ -17,6 +17,7 @@
  *   FAULT_TIMED     1: minor-/major-faults software events mark completion
  *   STACK_FILTER    1: sample stacks only inside faults; 2: all kernel time
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
+ *   NR_RT_SIGRETURN NR_RESTART_SYSCALL           (-1 where the ABI has none)
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
  *
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
@@ -82,8 +83,11 @@ struct thread {
     u64 minflt;
     u64 majflt;
     u64 fault_ns;
+    u64 intr_ns;        /* time of the interrupted attempt of intr_key */
     s32 sys_nr;         /* syscall in progress, -1 if none (or not counted) */
     u32 tgid;
+    u32 intr_key;       /* 1 + the syscall interrupted with a restart code,
+                         * 0 if none (see record_call) */
     u8 phase;
     u8 mode;
     u8 run;
@@ -116,6 +120,7 @@ struct sysstat {
     u64 max_ns;
     u64 faults;
     u64 fault_ns;
+    u64 restarts;       /* re-entries after a signal (see record_call) */
     u64 hist[HIST_SLOTS];
 };
 
@@ -442,7 +447,8 @@ static __always_inline void abandon_fault(struct thread *t)
     add_span(&t->charge[C_UNKNOWN], take_pending(&t->pend_cpu) + take_pending(&t->pend_off));
 }
 
-static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long ret)
+/* One call of syscall nr that took d ns and returned ret. */
+static __always_inline void count_call(struct thread *t, s32 nr, u64 d, long ret)
 {
     u32 key = nr;
     struct sysstat *s = sysstats.lookup(&key);
@@ -460,7 +466,8 @@ static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long re
     if (d > s->max_ns)
         s->max_ns = d;
     hist_add(s->hist, d);
-    if (ret < 0 && ret >= -MAX_ERRNO) {
+    /* rt_sigreturn returns the restored frame's rax, not an error of its own */
+    if (ret < 0 && ret >= -MAX_ERRNO && nr != NR_RT_SIGRETURN) {
         struct errno_key ek = {.nr = key, .err = (u32)-ret};
         u64 one = 1;
         u64 *n;
@@ -473,6 +480,61 @@ static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long re
         else if (errnos.insert(&ek, &one))
             count_drop(D_ERRNOS_FULL);
     }
+}
+
+static __always_inline void count_restart(u32 key)
+{
+    struct sysstat *s = sysstats.lookup(&key);
+
+    if (s)
+        s->restarts++;
+}
+
+/* The kernel's restart codes (include/linux/errno.h); ENOIOCTLCMD (515)
+ * between them never leaves the kernel. */
+#define ERESTARTSYS 512
+#define ERESTART_RESTARTBLOCK 516
+#define EINTR 4
+
+/* A syscall exit: nr returned ret after d ns.  Counts what the program called
+ * (docs/schema.md, syscalls.NAME): an exit with a restart code is a signal's
+ * interruption, not a call; it is kept as the thread's interrupted attempt
+ * (intr_key, intr_ns) until the kernel's choice shows at a later exit:
+ *   - the same syscall or restart_syscall: the kernel re-entered it; one call
+ *     of it (restart_syscall counts as the call it resumes), timed with all its
+ *     attempts, and a restart;
+ *   - rt_sigreturn returning -EINTR: a handler ran and the kernel made the
+ *     call fail with EINTR: one call with that error, timed as its attempt;
+ *   - the thread's exit: one call (sched_process_exit).
+ * The signal handler's calls in between leave it pending; a second
+ * interruption in that handler replaces it.  ptrace_loop.py does the same. */
+static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long ret)
+{
+    u32 pending = t->intr_key;
+
+    if (ret >= -ERESTART_RESTARTBLOCK && ret <= -ERESTARTSYS && nr != NR_RT_SIGRETURN) {
+        if (pending && (pending == (u32)nr + 1 || nr == NR_RESTART_SYSCALL)) {
+            count_restart(pending - 1);     /* re-entered, interrupted again */
+            t->intr_ns += d;
+        } else {
+            t->intr_key = (u32)nr + 1;
+            t->intr_ns = d;
+        }
+        return;
+    }
+    if (pending) {
+        if (pending == (u32)nr + 1 || nr == NR_RESTART_SYSCALL) {
+            t->intr_key = 0;
+            count_restart(pending - 1);
+            count_call(t, pending - 1, d + t->intr_ns, ret);
+            return;
+        }
+        if (nr == NR_RT_SIGRETURN && ret == -EINTR) {
+            t->intr_key = 0;
+            count_call(t, pending - 1, t->intr_ns, -EINTR);
+        }
+    }
+    count_call(t, nr, d, ret);
 }
 
 static __always_inline void note_exit_code(s32 nr, u64 code)
@@ -723,6 +785,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     /* exit(), exit_group() and calls cut short by a fatal signal */
     if (t->sys_nr >= 0)
         record_call(t, t->sys_nr, now - t->sys_start, 0);
+    if (t->intr_key) {      /* an interrupted call never resumed: a call */
+        count_call(t, t->intr_key - 1, t->intr_ns, 0);
+        t->intr_key = 0;
+    }
     fold_into_budget(t, now);
     fold_into_proc(t);
     drop_slot(tid);
