@@ -19,6 +19,8 @@ import pytest
 from collector_guard import unavailable_reason
 from workloads import build
 
+from collectors.base import Options
+from collectors.ptracer import PtraceCollector
 from profiler.model import Profile, SyscallStats
 from reports.text import TextRenderer
 
@@ -195,3 +197,29 @@ def test_text_report_notes_restarts_only_when_some() -> None:
             "counted once, with the time of all its attempts)") in text
     profile.syscalls["clone"].restarts = profile.syscalls["read"].restarts = 0
     assert "restarted" not in TextRenderer().render(profile)
+
+
+# ------------------------------------------- ptrace's portable stop method
+@pytest.mark.parametrize("args, name, expected", [
+    (["read", "restart"], "read", (1, 0, 1)),
+    (["read", "handler"], "read", (2, 1, 0)),
+    (["fork", "200", "dfl"], "clone", (200, 0, None)),
+])
+def test_ptrace_get_syscall_info_method_counts_alike(
+        args: list[str], name: str, expected: tuple[int, int, int | None],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """PTRACE_GET_SYSCALL_INFO at every stop (where registers cannot tell)."""
+    _needs("ptrace")
+    collector = PtraceCollector(Options(command=[str(build("restarts")), *args]))
+    collector.entry_info = True
+    profile = collector.run()
+    assert profile.timing["stops"] == "PTRACE_GET_SYSCALL_INFO at entry and exit"
+    assert profile.exit_status == 0
+    calls, eintr_count = next((int(line.split()[1]), int(line.split()[2]))
+                              for line in capfd.readouterr().out.splitlines()
+                              if line.startswith(f"{name} "))
+    s = stats(profile, name)
+    assert (s.calls, s.errors) == (calls, eintr_count) == expected[:2]
+    if expected[2] is not None:
+        assert s.restarts == expected[2]
+    assert_no_restart_codes(profile)
