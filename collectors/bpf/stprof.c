@@ -368,8 +368,9 @@ static __always_inline u64 claim(struct thread *t, u64 now)
  * span it charged (the "budget bookkeeping differs" note, seen in most runs of
  * 64 threads x 10000 getppid on 2 CPUs: a few times a run, by a few to tens
  * of microseconds, the span from the outer probe's claim to the interrupt's,
- * as long as a virtual CPU was held up there).  One locked add (or exchange)
- * costs about what the claim's exchange does. */
+ * as long as a virtual CPU was held up there).  The locked add costs little:
+ * sys_enter/sys_exit measured 116/97 ns a run against 114/96 ns with plain
+ * adds (kernel.bpf_stats_enabled, medians of 5 runs of 300000 getppid). */
 static __always_inline void add_span(u64 *sum, u64 d)
 {
     __sync_fetch_and_add(sum, d);
