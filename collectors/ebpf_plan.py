@@ -106,6 +106,8 @@ class Plan:
             "NR_EXECVEAT": numbers.get("execveat", -1),
             "NR_EXIT": numbers.get("exit", -1),
             "NR_EXIT_GROUP": numbers.get("exit_group", -1),
+            "NR_RT_SIGRETURN": numbers.get("rt_sigreturn", -1),
+            "NR_RESTART_SYSCALL": numbers.get("restart_syscall", -1),
             "MAX_THREADS": self.max_threads,
             "MAX_PROCS": self.max_procs,
             "MAX_SYSCALLS": MAX_SYSCALLS,

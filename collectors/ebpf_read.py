@@ -196,7 +196,8 @@ def read_syscalls(bpf: Any, table: dict[int, str], timed_faults: bool) -> dict[s
         values = list(stats_table[stats_table.Key(nr)])
         calls = per_cpu_sum(values, "calls")
         faults = per_cpu_sum(values, "faults")
-        if not calls and not faults:
+        restarts = per_cpu_sum(values, "restarts")
+        if not calls and not faults and not restarts:
             continue
         mins = [int(v.min_ns) for v in values if v.calls]
         fault_ns = per_cpu_sum(values, "fault_ns") if timed_faults and faults else None
@@ -209,6 +210,7 @@ def read_syscalls(bpf: Any, table: dict[int, str], timed_faults: bool) -> dict[s
             hist=per_cpu_hist(values),
             faults=faults,
             fault_ns=fault_ns,
+            restarts=restarts,
         )
     for key, count in bpf_map(bpf, "errnos").items():
         stats = result.get(syscall_name(int(key.nr), table))

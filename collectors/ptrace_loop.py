@@ -34,6 +34,32 @@ killed outright (SIGKILL, another thread's exit_group) gives no exit stop;
 its unfinished call is counted only if its number is known (``lost_calls``
 counts the others).  A successful ``execve`` is timed up to its exit stop
 in the new program.
+
+Restarts.  A call interrupted by a signal reaches its exit stop with one of
+the kernel's restart codes (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND,
+ERESTART_RESTARTBLOCK); what the program sees is decided after that stop,
+when the signal is handled: the kernel re-enters the call (the same number,
+or ``restart_syscall`` for ERESTART_RESTARTBLOCK), or, where a handler runs
+and the code allows it, the call fails with EINTR.  Such an exit is not a
+call: it is kept as the thread's interrupted attempt (``interrupted``) until
+the kernel's choice shows (off the hot path; the loop pays one test of an
+empty dict per exit stop, and one comparison per error):
+
+- the thread's next exit of the same syscall or of ``restart_syscall``: the
+  call was restarted.  It counts once, under its own name (a
+  ``restart_syscall`` resuming ``clock_nanosleep`` is a ``clock_nanosleep``
+  call), with the time of all its attempts (not the signal handler's in
+  between), and the syscall's ``restarts`` counts each re-entry;
+- ``rt_sigreturn`` returning -EINTR (the handler's frame held the EINTR the
+  kernel put there): one call of the interrupted syscall, failed with EINTR,
+  timed as its attempt;
+- the thread's death first: one call, timed as its attempt.
+
+Other calls in between (the signal handler's) leave it pending.  One attempt
+is kept per thread: a second interruption inside the handler of the first
+replaces it (the first one's re-entry still counts as its call, but neither
+its restart nor, if it ends in EINTR, the call).  Within the stats (``S_*``),
+``S_RESTARTS`` counts re-entries.
 """
 
 from __future__ import annotations
@@ -52,17 +78,22 @@ from profiler.errors import TracingError
 from profiler.target import decode_wait_status
 
 # per-syscall counters
-S_CALLS, S_ERRORS, S_TOTAL, S_RAW, S_MIN, S_MAX, S_HIST, S_ERRNOS, S_UNTIMED = range(9)
+S_CALLS, S_ERRORS, S_TOTAL, S_RAW, S_MIN, S_MAX, S_HIST, S_ERRNOS, S_UNTIMED, S_RESTARTS = range(10)
 NO_MIN = 1 << 62
 HIST_SLOTS = 65  # int.bit_length() of a non-negative int64, plus one
 OUTSIDE = -1
 UNKNOWN_NR = 1 << 40  # in a syscall whose number is read at its exit
+# the kernel's restart codes (include/linux/errno.h), as positive errnos:
+# ERESTARTSYS 512, ERESTARTNOINTR 513, ERESTARTNOHAND 514, (ENOIOCTLCMD 515,
+# never returned by a syscall), ERESTART_RESTARTBLOCK 516
+RESTART_LOW, RESTART_HIGH = 512, 516
+EINTR = 4
 
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 
 def new_stat() -> list[Any]:
-    return [0, 0, 0, 0, NO_MIN, 0, [0] * HIST_SLOTS, {}, 0]
+    return [0, 0, 0, 0, NO_MIN, 0, [0] * HIST_SLOTS, {}, 0, 0]
 
 
 @dataclass
@@ -110,6 +141,7 @@ class Tracer:
         exit_kill: bool = True,
         sample_nr: int = -2,
         rt_sigreturn_nr: int = -2,
+        restart_syscall_nr: int = -2,
         entry_info: bool = False,
     ) -> None:
         self.binding = abi.load()
@@ -121,6 +153,9 @@ class Tracer:
             self.options |= abi.PTRACE_O_EXITKILL
         self.sample_nr = sample_nr
         self.rt_sigreturn_nr = rt_sigreturn_nr
+        self.restart_syscall_nr = restart_syscall_nr
+        # tid -> [nr, corrected_ns, raw_ns] of its interrupted attempt (see the top)
+        self.interrupted: dict[int, list[int]] = {}
         self.samples: list[int] = []
         self.threads: dict[int, list[Any]] = {}
         self.stats: dict[int, list[Any]] = {}
@@ -210,6 +245,10 @@ class Tracer:
         sample_nr = self.sample_nr
         samples = self.samples
         sigreturn = self.rt_sigreturn_nr
+        interrupted = self.interrupted
+        restart_low, restart_high = RESTART_LOW, RESTART_HIGH
+        interrupt = self._interrupt
+        resume_interrupted = self._resume_interrupted
         get_info = abi.PTRACE_GET_SYSCALL_INFO
         getregs = abi.PTRACE_GETREGS
         cont = abi.PTRACE_SYSCALL
@@ -277,6 +316,11 @@ class Tracer:
             d = raw_ns - overhead
             if d < 0:
                 d = 0
+            if err and restart_low <= err <= restart_high and nr != sigreturn:
+                interrupt(tid, nr, d, raw_ns)  # not a call (yet): see the top
+                continue
+            if interrupted and tid in interrupted:
+                nr, d, raw_ns = resume_interrupted(tid, st, nr, err, d, raw_ns)
             s = stats.get(nr)
             if s is None:
                 s = stats[nr] = new_stat()
@@ -298,6 +342,64 @@ class Tracer:
                 errnos[err] = errnos.get(err, 0) + 1
             if nr == sample_nr:
                 samples.append(raw_ns)
+
+    # ------------------------------------------------------------ restarts
+    def _interrupt(self, tid: int, nr: int, d: int, raw_ns: int) -> None:
+        """An exit with a restart code: keep the attempt until its fate shows."""
+        attempt = self.interrupted.get(tid)
+        if attempt is not None and nr in (attempt[0], self.restart_syscall_nr):
+            self._stat(attempt[0])[S_RESTARTS] += 1  # re-entered, interrupted again
+            attempt[1] += d
+            attempt[2] += raw_ns
+            return
+        self.interrupted[tid] = [nr, d, raw_ns]
+
+    def _resume_interrupted(
+        self, tid: int, st: list[Any], nr: int, err: int, d: int, raw_ns: int
+    ) -> tuple[int, int, int]:
+        """The exit of (nr, err) in a thread with an interrupted attempt.
+
+        Returns the call to count for this exit: the attempt's syscall with
+        all its time if this is its re-entry, else this exit as it is.
+        """
+        attempt = self.interrupted[tid]
+        if nr == attempt[0] or nr == self.restart_syscall_nr:
+            del self.interrupted[tid]
+            self._stat(attempt[0])[S_RESTARTS] += 1
+            return attempt[0], d + attempt[1], raw_ns + attempt[2]
+        if nr == self.rt_sigreturn_nr and err == EINTR:
+            del self.interrupted[tid]  # the handler's frame returns EINTR to the call
+            self._count_call(st, attempt[0], attempt[1], attempt[2], EINTR)
+        return nr, d, raw_ns
+
+    def _settle_interrupted(self, tid: int, st: list[Any]) -> None:
+        """The thread is gone: its interrupted attempt was its call."""
+        attempt = self.interrupted.pop(tid, None)
+        if attempt is not None:
+            self._count_call(st, attempt[0], attempt[1], attempt[2], 0)
+
+    def _stat(self, nr: int) -> list[Any]:
+        s = self.stats.get(nr)
+        if s is None:
+            s = self.stats[nr] = new_stat()
+        return s
+
+    def _count_call(self, st: list[Any], nr: int, d: int, raw_ns: int, err: int) -> None:
+        """Count one timed call as the hot loop does (for the rare paths)."""
+        s = self._stat(nr)
+        s[S_CALLS] += 1
+        s[S_TOTAL] += d
+        s[S_RAW] += raw_ns
+        s[S_MIN] = min(s[S_MIN], d)
+        s[S_MAX] = max(s[S_MAX], d)
+        s[S_HIST][d.bit_length()] += 1
+        p = st[2]
+        p[0] += 1
+        p[2] += d
+        if err:
+            s[S_ERRORS] += 1
+            p[1] += 1
+            s[S_ERRNOS][err] = s[S_ERRNOS].get(err, 0) + 1
 
     def _is_entry(self, tid: int) -> bool:
         """Ask the kernel whether this syscall-stop is an entry (rarely needed)."""
@@ -372,7 +474,8 @@ class Tracer:
             self._exec(tid, st)
         elif event == abi.PTRACE_EVENT_EXIT:
             self.procs[st[3]].snapshot()
-            self._untimed(st, tid)
+            self._untimed(st, tid, tid)
+            self._settle_interrupted(tid, st)
         elif event == abi.PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
             # A group-stop of a SEIZEd tracee: stay stopped as an untraced
             # process would, yet hear of the SIGCONT or SIGKILL that ends it.
@@ -389,17 +492,19 @@ class Tracer:
         former = abi.geteventmsg(tid)
         if former is not None and former != tid and former in self.threads:
             moved = self.threads.pop(former)
+            self.interrupted.pop(former, None)
             self._untimed(st, None)
             st[0], st[1] = moved[0], moved[1]
         ids = abi.task_ids(tid)
         if ids is not None:
             self.procs[st[3]].comm = ids.name
 
-    def _untimed(self, st: list[Any], tid: int | None) -> None:
+    def _untimed(self, st: list[Any], tid: int | None, owner: int | None = None) -> None:
         """Count a pending call that will never reach its exit stop.
 
         ``tid`` is given when the thread is stopped, so that an unknown
-        number can still be read from its registers.
+        number can still be read from its registers; ``owner`` is the
+        thread's id, whose interrupted attempt (if any) this call re-entered.
         """
         nr = st[0]
         if nr == OUTSIDE:
@@ -410,9 +515,13 @@ class Tracer:
             if nr is None:
                 self.lost_calls += 1
                 return
-        s = self.stats.get(nr)
-        if s is None:
-            s = self.stats[nr] = new_stat()
+        attempt = self.interrupted.get(owner) if owner is not None else None
+        if attempt is not None and owner is not None and nr in (
+                attempt[0], self.restart_syscall_nr):
+            del self.interrupted[owner]
+            self._stat(attempt[0])[S_RESTARTS] += 1
+            nr = attempt[0]
+        s = self._stat(nr)
         s[S_CALLS] += 1
         s[S_UNTIMED] += 1
         st[2][0] += 1
@@ -427,7 +536,8 @@ class Tracer:
         return nr
 
     def _gone(self, tid: int, st: list[Any], status: int, t: int) -> None:
-        self._untimed(st, None)
+        self._untimed(st, None, tid)
+        self._settle_interrupted(tid, st)
         del self.threads[tid]
         if tid == st[3]:
             self.procs[tid].exit_status = decode_wait_status(status)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from collectors import ptrace_abi as abi
 from collectors.base import Availability, Collector, Options, ProbeMethod
-from collectors.ptrace_loop import NO_MIN, ProcRecord, Tracer
+from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
 from profiler.errors import CollectorUnavailable, TracingError, UsageError
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
@@ -128,6 +128,7 @@ class PtraceCollector(Collector):
             follow=self.options.follow,
             exit_kill=not attach,
             rt_sigreturn_nr=self._numbers.get("rt_sigreturn", -2),
+            restart_syscall_nr=self._numbers.get("restart_syscall", -2),
             entry_info=self.entry_info,
         )
 
@@ -443,6 +444,7 @@ def _syscall_stats(s: list[Any]) -> SyscallStats:
         max_ns=s[5],
         hist=trim_hist(list(s[6])),
         raw_total_ns=s[3],
+        restarts=s[S_RESTARTS],
     )
 
 

@@ -67,7 +67,9 @@ class SyscallStats:
     ``total_ns`` is the time shown; where a collector corrects for its own
     overhead (ptrace) ``raw_total_ns`` keeps the uncorrected figure.
     ``faults`` counts page faults taken inside this syscall, and
-    ``fault_ns`` their handling time where measured.
+    ``fault_ns`` their handling time where measured.  ``restarts`` counts
+    the times the kernel re-entered a call of it after a signal interrupted
+    it; those attempts are not calls (docs/schema.md).
     """
 
     calls: int = 0
@@ -80,6 +82,7 @@ class SyscallStats:
     raw_total_ns: int | None = None
     faults: int = 0
     fault_ns: int | None = None
+    restarts: int = 0
 
     def record(self, duration_ns: int, errno_name: str | None = None) -> None:
         """Add one completed call (used by collectors counting in user space)."""
@@ -109,6 +112,7 @@ class SyscallStats:
         self.faults += other.faults
         if other.fault_ns is not None:
             self.fault_ns = (self.fault_ns or 0) + other.fault_ns
+        self.restarts += other.restarts
 
     @property
     def avg_ns(self) -> float:

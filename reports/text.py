@@ -188,6 +188,7 @@ class TextRenderer(Renderer):
         errors = self._errno_lines(shown)
         if errors:
             lines.append("errors: " + "; ".join(errors))
+        lines.append(self._restart_line(items))
         return "\n".join(line for line in lines if line)
 
     def histograms(self, profile: Profile) -> str:
@@ -225,6 +226,17 @@ class TextRenderer(Renderer):
             f"{name} " + ", ".join(f"{err} x{count}" for err, count in sorted(s.errnos.items()))
             for name, s in items if s.errnos
         ]
+
+    @staticmethod
+    def _restart_line(items: list[tuple[str, SyscallStats]]) -> str:
+        """Calls a signal interrupted and the kernel re-entered ('' if none)."""
+        restarted = sorted((item for item in items if item[1].restarts),
+                           key=lambda item: (-item[1].restarts, item[0]))
+        if not restarted:
+            return ""
+        listed = ", ".join(f"{name} x{fmt_count(s.restarts)}" for name, s in restarted)
+        return (f"restarted by the kernel after a signal: {listed} (each call counted "
+                "once, with the time of all its attempts)")
 
     def fault_detail(self, profile: Profile) -> str:
         faults = profile.faults
