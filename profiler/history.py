@@ -158,7 +158,6 @@ class Series:
     metric: str
     kind: Kind
     commits: list[CommitPoints]
-    change_indices: list[int] = field(default_factory=list)  # filled by the caller
 
 
 @dataclass
@@ -195,13 +194,10 @@ class HistoryStore:
     @classmethod
     def open_for_writing(cls, path: str) -> HistoryStore:
         """Open (or create) ``path`` to add records; migrate an older schema."""
-        existed = _check_file(path, writing=True)
+        if _check_file(path, writing=True):
+            _probe(path)  # read-only: a refusal must not even checkpoint the file
         connection = _connect(path, read_only=False)
         with _errors(path):
-            version = _user_version(connection)
-            _refuse_newer(path, version)
-            if existed and version:
-                _check_integrity(connection, path)
             connection.execute("PRAGMA journal_mode=WAL")
             _migrate(connection, path)
         return cls(connection, path)
@@ -458,6 +454,19 @@ def _errors(path: str) -> Iterator[None]:
         raise InputError(f"{path}: unusable history ({exc})") from None
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{path}: corrupt or not a stprof history ({exc})") from None
+
+
+def _probe(path: str) -> None:
+    """Refuse a newer or corrupt existing file before opening it for writing."""
+    connection = _connect(path, read_only=True)
+    try:
+        with _errors(path):
+            version = _user_version(connection)
+            _refuse_newer(path, version)
+            if version:
+                _check_integrity(connection, path)
+    finally:
+        connection.close()
 
 
 def _user_version(connection: sqlite3.Connection) -> int:

@@ -21,6 +21,7 @@ from profiler.compare import Kind
 from profiler.history import Series
 from profiler.stats import median
 from reports.compare_text import fmt_value
+from reports.history_text import NOT_JUDGED
 
 TEMPLATE = "history.html.j2"
 
@@ -37,7 +38,7 @@ def render_history_html(series: Sequence[Series], changes: dict[str, list[Change
         commits=len(series[0].commits) if series else 0,
         runs=sum(len(c.runs) for c in series[0].commits) if series else 0,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        charts=[_chart(s, changes.get(s.metric, [])) for s in ordered],
+        charts=[_chart(s, changes.get(s.metric)) for s in ordered],
         data_json=_script_safe(json.dumps([_chart_data(s, changes.get(s.metric, []))
                                            for s in ordered])),
         uplot_js=_script_safe((assets / "vendor" / "uPlot.iife.min.js").read_text("utf-8")),
@@ -45,8 +46,10 @@ def render_history_html(series: Sequence[Series], changes: dict[str, list[Change
     )
 
 
-def _chart(series: Series, changes: Sequence[Change]) -> dict[str, Any]:
+def _chart(series: Series, changes: Sequence[Change] | None) -> dict[str, Any]:
     """What the page says in words above a chart."""
+    if changes is None:
+        return {"metric": series.metric, "kind": series.kind.value, "changes": [NOT_JUDGED]}
     found = []
     for change in changes:
         commit = series.commits[change.index]

@@ -37,7 +37,7 @@ def render_history_png(series: Sequence[Series], changes: dict[str, list[Change]
     figure, axes = pyplot.subplots(len(ordered), 1, squeeze=False, sharex=True,
                                    figsize=(WIDTH_IN, 0.9 + PANEL_IN * len(ordered)), dpi=DPI)
     for panel, one in zip(axes[:, 0], ordered):
-        _draw(panel, one, changes.get(one.metric, []))
+        _draw(panel, one, changes.get(one.metric))
     commits = ordered[0].commits if ordered else []
     last = axes[-1, 0]
     last.set_xticks(range(len(commits)))
@@ -53,7 +53,8 @@ def render_history_png(series: Sequence[Series], changes: dict[str, list[Change]
     tmp.replace(path)
 
 
-def _draw(panel: Any, series: Series, changes: Sequence[Change]) -> None:
+def _draw(panel: Any, series: Series, judged: Sequence[Change] | None) -> None:
+    changes = judged or []
     xs, ys = [], []
     for index, commit in enumerate(series.commits):
         count = len(commit.values)
@@ -80,14 +81,16 @@ def _draw(panel: Any, series: Series, changes: Sequence[Change]) -> None:
     panel.set_ylim(min(0.0, min(ys, default=0.0)), top * 1.1 if top > 0 else 1.0)
     panel.set_xlim(-0.6, len(series.commits) - 0.4)
     kind = "time" if series.kind is Kind.TIME else "count"
-    panel.set_title(f"{series.metric} ({kind}): {_summary(series, changes)}", fontsize=10,
+    panel.set_title(f"{series.metric} ({kind}): {_summary(series, judged)}", fontsize=10,
                     loc="left")
     panel.yaxis.set_major_formatter(_formatter(series.kind))
     panel.grid(axis="y", color="#ddd", linewidth=0.6)
     panel.legend(loc="lower right", fontsize=7, frameon=False)
 
 
-def _summary(series: Series, changes: Sequence[Change]) -> str:
+def _summary(series: Series, changes: Sequence[Change] | None) -> str:
+    if changes is None:
+        return "changes not marked (times; --time-changes PCT)"
     if not changes:
         return "no change detected"
     words = []

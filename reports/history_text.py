@@ -9,6 +9,9 @@ from profiler.history import Series
 from profiler.stats import median
 from reports.compare_text import fmt_value
 
+NOT_JUDGED = ("changes not marked: times move with the machine's load "
+              "(history --time-changes PCT marks them)")
+
 
 def render_history_table(series: Sequence[Series], changes: dict[str, list[Change]]) -> str:
     """Medians per commit and metric; a commit where a metric changed is marked."""
@@ -33,6 +36,8 @@ def render_history_table(series: Sequence[Series], changes: dict[str, list[Chang
 def _change_lines(series: Sequence[Series], changes: dict[str, list[Change]]) -> list[str]:
     found = []
     for s in series:
+        if s.metric not in changes:
+            found.append(f"{s.metric}: {NOT_JUDGED}")
         for change in changes.get(s.metric, []):
             commit = s.commits[change.index]
             relative = "" if change.relative is None else f" ({change.relative:+.1%})"
@@ -40,7 +45,9 @@ def _change_lines(series: Sequence[Series], changes: dict[str, list[Change]]) ->
                          f"({change.index + 1} of {len(s.commits)}): "
                          f"{fmt_value(s.kind, change.before)} -> "
                          f"{fmt_value(s.kind, change.after)}{relative}")
-    return found or ["no change detected"]
+    if not any(line.startswith("change:") for line in found):
+        found.append("no change detected")
+    return found
 
 
 def _aligned(rows: Sequence[Sequence[str]], numeric_from: int) -> list[str]:

@@ -14,11 +14,12 @@ import subprocess
 from pathlib import Path
 
 from profiler.changepoint import Change, StepRule, change_points
-from profiler.compare import Kind
+from profiler.compare import Kind, Threshold
 from profiler.errors import UsageError
 from profiler.history import HistoryStore, Series, Where
 from profiler.model import write_text_atomically
 from profiler.record import Record
+from stprof.ci import fraction
 from stprof.options import Subparsers, check_writable, say
 
 DEFAULT_METRICS = ("total.calls", "total.syscall_ns", "faults.count")
@@ -127,6 +128,9 @@ def register(sub: Subparsers) -> None:
                         help="a metric to show, e.g. read.calls, total.syscall_ns "
                              f"(repeatable; default: {', '.join(DEFAULT_METRICS)})")
     parser.add_argument("--branch", metavar="NAME", help="only the runs of this branch")
+    parser.add_argument("--time-changes", type=fraction, metavar="PCT",
+                        help="also mark time changes of PCT or more (default: counts only; "
+                             "times move with the machine's load)")
     parser.add_argument("--html", metavar="FILE", help="write the trend charts as a web page")
     parser.add_argument("--png", metavar="FILE", help="write the trend charts as a PNG image")
     parser.set_defaults(execute=execute)
@@ -142,9 +146,8 @@ def execute(args: argparse.Namespace) -> int:
                   for metric in metrics]
     if not series[0].commits:
         raise UsageError(f"{args.db}: no runs of {args.name!r} on branch {args.branch!r}")
-    changes = {s.metric: detect_changes(s) for s in series}
-    for s in series:
-        s.change_indices = [change.index for change in changes[s.metric]]
+    changes = {s.metric: detect_changes(s, args.time_changes) for s in series
+               if s.kind is not Kind.TIME or args.time_changes is not None}
     from reports.history_text import render_history_table
 
     print(render_history_table(series, changes), end="", flush=True)
@@ -159,9 +162,11 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def detect_changes(series: Series) -> list[Change]:
+def detect_changes(series: Series, time_relative: float | None = None) -> list[Change]:
+    """Where ``series`` changed level; times by ``time_relative`` or more."""
+    threshold = Threshold() if time_relative is None else Threshold(time_relative=time_relative)
     groups = [commit.values for commit in series.commits]
-    return change_points(groups, StepRule.for_kind(series.kind))
+    return change_points(groups, StepRule.for_kind(series.kind, threshold))
 
 
 def _chosen_metrics(asked: list[str], kinds: dict[str, Kind], path: str,
