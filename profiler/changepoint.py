@@ -64,9 +64,14 @@ class Change:
 
 
 def change_points(groups: Sequence[Sequence[float]], rule: StepRule) -> list[Change]:
-    """The commits (indices into ``groups``) where a new level starts, in order."""
-    levels = [median(group) if group else 0.0 for group in groups]
-    return sorted(_segment(levels, 0, len(levels), rule), key=lambda change: change.index)
+    """The commits (indices into ``groups``) where a new level starts, in order.
+
+    A commit without values (the metric not measured there) is left out.
+    """
+    measured = [index for index, group in enumerate(groups) if group]
+    levels = [median(groups[index]) for index in measured]
+    found = sorted(_segment(levels, 0, len(levels), rule), key=lambda change: change.index)
+    return [Change(measured[change.index], change.before, change.after) for change in found]
 
 
 def _segment(levels: list[float], low: int, high: int, rule: StepRule) -> list[Change]:

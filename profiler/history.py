@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profiler.compare import Kind, measured_kind, profile_metrics
+from profiler.compare import TOTAL_METRICS, Kind, measured_kind, profile_metrics
 from profiler.errors import InputError, UsageError
 from profiler.model import Profile
 from profiler.record import Record, Settings
@@ -295,10 +295,13 @@ class HistoryStore:
             params.append(branch)
         query += " ORDER BY c.recorded_at, c.id, r.run_index"
         commits: dict[str, CommitPoints] = {}
+        per_syscall = metric not in TOTAL_METRICS and metric not in EXTRA_METRICS
         with _errors(self.path):
             for sha, on_branch, recorded_at, run_id, value in self.connection.execute(
                     query, params):
                 point = commits.setdefault(sha, CommitPoints(sha, on_branch, recorded_at))
+                if value is None and not per_syscall:
+                    continue  # not measured in this run (a collector without it)
                 # a syscall a run never made is 0 calls in 0 ns in that run
                 point.runs.append(RunPoint(float(value or 0.0), recorded_at, int(run_id)))
         return Series(name, metric, kind, list(commits.values()))

@@ -24,13 +24,18 @@ def render_history_table(series: Sequence[Series], changes: dict[str, list[Chang
         changed = [s.metric for s in series
                    if any(c.index == index for c in changes.get(s.metric, []))]
         cells = [commit.commit[:10], commit.branch, str(len(commit.runs))]
-        cells += [fmt_value(s.kind, median(s.commits[index].values)) for s in series]
+        cells += [_median(s, index) for s in series]
         cells.append(f"<- {', '.join(changed)}" if changed else "")
         rows.append(cells)
     lines = _aligned(rows, numeric_from=2)
     lines.append("")
     lines += _change_lines(series, changes)
     return "\n".join(lines) + "\n"
+
+
+def _median(series: Series, index: int) -> str:
+    values = series.commits[index].values
+    return fmt_value(series.kind, median(values)) if values else "-"
 
 
 def _change_lines(series: Sequence[Series], changes: dict[str, list[Change]]) -> list[str]:
