@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from profiler.compare import TOTAL_METRICS, Kind, measured_kind, profile_metrics
 from profiler.errors import InputError, UsageError
@@ -81,6 +82,7 @@ _SCHEMA_1 = (
 )
 
 Migration = Callable[[sqlite3.Connection], None]
+Row = tuple[Any, ...]
 
 
 def _create_version_1(connection: sqlite3.Connection) -> None:
@@ -352,17 +354,24 @@ class HistoryStore:
                     " c.stprof_version, c.host_info, r.profile FROM records c"
                     " JOIN runs r ON r.record_id = c.id")
 
-    def _last_runs(self, name: str, branch: str, count: int) -> list[sqlite3.Row]:
+    def _last_runs(self, name: str, branch: str, count: int) -> list[Row]:
+        """The branch's last ``count`` runs made by the collector of its newest record
+        (runs of another collector would not compare)."""
+        newest = self.connection.execute(
+            "SELECT collector FROM records WHERE name = ? AND branch = ?"
+            " ORDER BY recorded_at DESC, id DESC LIMIT 1", (name, branch)).fetchone()
         rows = self.connection.execute(
-            f"{self._RUN_COLUMNS} WHERE c.name = ? AND c.branch = ?"
+            f"{self._RUN_COLUMNS} WHERE c.name = ? AND c.branch = ? AND c.collector = ?"
             " ORDER BY c.recorded_at DESC, c.id DESC, r.run_index DESC LIMIT ?",
-            (name, branch, count)).fetchall()
+            (name, branch, newest[0], count)).fetchall()
         return list(reversed(rows))
 
-    def _commit_runs(self, name: str, commit: str) -> list[sqlite3.Row]:
-        return list(self.connection.execute(
+    def _commit_runs(self, name: str, commit: str) -> list[Row]:
+        """The commit's runs made by the collector of its newest record."""
+        rows = list(self.connection.execute(
             f"{self._RUN_COLUMNS} WHERE c.name = ? AND c.commit_sha = ?"
             " ORDER BY c.recorded_at, c.id, r.run_index", (name, commit)).fetchall())
+        return [row for row in rows if rows and row[2] == rows[-1][2]]
 
     def run_count(self) -> int:
         with _errors(self.path):
@@ -376,7 +385,7 @@ def _last_count(against: str) -> int:
     return int(count)
 
 
-def _baseline_of(rows: Sequence[sqlite3.Row], description: str, path: str) -> Baseline:
+def _baseline_of(rows: Sequence[Row], description: str, path: str) -> Baseline:
     """The runs as one Record (the newest record's command, collector and settings)."""
     if not rows:
         raise UsageError(f"{path}: no baseline runs ({description})")

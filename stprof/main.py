@@ -23,7 +23,8 @@ EPILOG = """\
 exit status: `run` exits with the command's status (128+N when signal N
 killed it); 2 bad usage or unreadable input; 125 stprof cannot work here
 (no collector, not root, no bcc, no headers); 126 command not executable;
-127 command not found. `compare`/`check`: 0 no regression, 1 regression, 2 bad input.
+127 command not found. `compare`/`check`: 0 no regression, 1 regression, 2 bad input;
+`history`: 0, or 2 bad input.
 """
 
 SUBCOMMANDS = (run, report, doctor, record, compare, check, history)

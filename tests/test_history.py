@@ -448,6 +448,20 @@ def test_unknown_name_or_metric_refused_untouched(small_history: Path) -> None:
     assert checksum(small_history) == before
 
 
+def test_baseline_takes_only_the_newest_collectors_runs(small_history: Path) -> None:
+    """2 ptrace runs, then 1 eBPF run on main: the baseline is the eBPF run alone."""
+    reason = unavailable_reason("ebpf")
+    if reason:
+        pytest.skip(f"ebpf collector unavailable: {reason}")
+    done = stprof("record", "--db", str(small_history), *RECORD_INTO[:-4], "-c", "ebpf",
+                  "--", "/bin/true")
+    assert done.returncode == 0, done.stderr
+    done = stprof("check", "--db", str(small_history), "--name", "true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[main, last 1 runs: abc1234 x1]" in done.stdout
+    assert ", ebpf" in done.stdout
+
+
 def test_record_outside_a_checkout_needs_a_commit(tmp_path: Path) -> None:
     _ptrace_or_skip()
     db = tmp_path / "h.sqlite"
