@@ -477,6 +477,8 @@ def _probe(path: str) -> None:
             _refuse_newer(path, version)
             if version:
                 _check_integrity(connection, path)
+            elif _has_tables(connection):
+                raise InputError(f"{path}: an SQLite database, but not a stprof history")
     finally:
         connection.close()
 

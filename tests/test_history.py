@@ -426,6 +426,19 @@ def test_foreign_or_corrupt_file_refused_untouched(tmp_path: Path, content: byte
         assert db.read_bytes() == content
 
 
+def test_another_programs_sqlite_file_refused_untouched(tmp_path: Path) -> None:
+    _ptrace_or_skip()
+    db = tmp_path / "other.sqlite"
+    connection = sqlite3.connect(db)
+    connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.commit()
+    connection.close()
+    before = checksum(db)
+    _refused(stprof("record", "--db", str(db), *RECORD_INTO), "not a stprof history")
+    _refused(stprof("history", "--db", str(db), "--name", "true"), "not a stprof history")
+    assert checksum(db) == before
+
+
 def test_read_only_history_refused_for_record_but_readable(small_history: Path) -> None:
     small_history.chmod(0o444)
     before = checksum(small_history)
