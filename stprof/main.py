@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from profiler.errors import EXIT_UNAVAILABLE, StprofError
 from profiler.version import stprof_version
-from stprof import check, compare, doctor, record, report, run
+from stprof import check, compare, doctor, history, record, report, run
 from stprof.options import OneLineParser
 
 DESCRIPTION = """\
@@ -23,10 +23,11 @@ EPILOG = """\
 exit status: `run` exits with the command's status (128+N when signal N
 killed it); 2 bad usage or unreadable input; 125 stprof cannot work here
 (no collector, not root, no bcc, no headers); 126 command not executable;
-127 command not found. `compare`/`check`: 0 no regression, 1 regression, 2 bad input.
+127 command not found. `compare`/`check`: 0 no regression, 1 regression, 2 bad input;
+`history`: 0, or 2 bad input.
 """
 
-SUBCOMMANDS = (run, report, doctor, record, compare, check)
+SUBCOMMANDS = (run, report, doctor, record, compare, check, history)
 
 
 def build_parser() -> argparse.ArgumentParser:
