@@ -59,6 +59,10 @@ class Options:
     credentials: Credentials | None = None
     kernel_stacks: str = "faults"  # "faults", "all" or "off"
     stack_frequency_hz: int = DEFAULT_STACK_HZ
+    # --timeline FILE: every event of the run as Chrome Trace Events (profiler.timeline),
+    # at most timeline_limit syscall slices (and as many fault and interrupt slices)
+    timeline: str | None = None
+    timeline_limit: int = 2_000_000
 
 
 class Collector(ABC):

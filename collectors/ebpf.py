@@ -52,8 +52,9 @@ from collectors.ebpf_plan import (
     sampling_event,
 )
 from collectors.syscall_names import syscall_table
-from profiler.errors import CollectorUnavailable, TracingError, UsageError
+from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Profile, Rusage
+from profiler.timeline import TimelineWriter
 from profiler.target import (
     Interrupted,
     decode_wait_status,
@@ -109,6 +110,8 @@ class EbpfCollector(Collector):
         self.plan: Plan | None = None
         self._syscalls = syscall_table()
         self._refused_irq_tracepoints: list[str] = []
+        self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
+        self._closed: list[read.ClosedThread] = []
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -164,6 +167,10 @@ class EbpfCollector(Collector):
                                        "mount -t debugfs none /sys/kernel/debug")
         self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
                               self._raw_events)
+        if self.plan.timeline and _kernel_before(5, 8):
+            raise CollectorUnavailable(
+                "ebpf collector: --timeline needs the BPF ring buffer (Linux 5.8 or later)",
+                "use --collector ptrace")
         self._bpf = _compile(self.plan)
         try:
             self._attach(self.plan)
@@ -182,11 +189,19 @@ class EbpfCollector(Collector):
         plan = self._require_plan()
         self._reset_maps()
         misses_before = self._recursion_misses()
-        if self.options.attach_pid is not None:
-            outcome = self._trace_attached(self.options.attach_pid)
-        else:
-            outcome = self._trace_command()
-        profile = self._read_profile(plan, outcome)
+        timeline = self._start_timeline(plan)
+        try:
+            if self.options.attach_pid is not None:
+                outcome = self._trace_attached(self.options.attach_pid)
+            else:
+                outcome = self._trace_command()
+            profile = self._read_profile(plan, outcome)
+        except BaseException:
+            if timeline is not None:
+                self._abandon_timeline(timeline)
+            raise
+        if timeline is not None:
+            self._finish_timeline(timeline, profile, outcome)
         missed = self._recursion_misses() - misses_before
         if missed > 0:
             profile.note(f"the kernel skipped {missed} probe runs (BPF recursion protection, "
@@ -239,6 +254,44 @@ class EbpfCollector(Collector):
                      "irqstats", "irqstart", "irqdevs", "drops", "samples"):
             read.bpf_map(bpf, name).clear()
         read.start_run(bpf)
+
+    # ------------------------------------------------------------ timeline
+    def _start_timeline(self, plan: Plan) -> TimelineWriter | None:
+        """With --timeline: a writer, and the ring buffer read into it from now on."""
+        if not plan.timeline or self.options.timeline is None:
+            return None
+        from collectors.ebpf_timeline import RingReader
+
+        if self._ring is None:
+            self._ring = RingReader(self._bpf, self._syscalls)
+        writer = TimelineWriter(self.options.timeline, self.options.timeline_limit,
+                                origin_ns=time.monotonic_ns())
+        self._ring.start(writer)
+        return writer
+
+    def _abandon_timeline(self, writer: TimelineWriter) -> None:
+        self._ring.abandon()
+        writer.abort()
+
+    def _finish_timeline(self, writer: TimelineWriter, profile: Profile,
+                         outcome: Outcome) -> None:
+        self._ring.stop()
+        for thread in self._closed:
+            writer.thread(thread.tid, thread.tgid, int(thread.leaf.start), outcome.ended_ns)
+        names = {p.pid: p.comm for p in profile.processes}
+        about = {"collector": self.name, "command": list(self.options.command),
+                 "fault_slices": "timed page faults (perf software events page-faults -> "
+                                 "minor/major-faults)" if self._require_plan().fault_timed
+                                 else "none: fault time is sampled here, not timed per fault"}
+        if self._ring.error is not None:
+            profile.note(f"timeline: an event could not be decoded ({self._ring.error})")
+        try:
+            summary = writer.finish(outcome.ended_ns, names, about)
+        except StprofError as exc:
+            profile.note(f"timeline not written: {exc.one_line()}")
+            return
+        for text in summary.notes():
+            profile.note(text)
 
     def _recursion_misses(self) -> int:
         total = 0
@@ -348,6 +401,7 @@ class EbpfCollector(Collector):
         bpf = self._bpf
         options = self.options
         closed = read.live_threads(bpf, outcome.ended_ns)
+        self._closed = closed
         profile = Profile(
             command=list(options.command),
             exit_status=outcome.exit_status,
@@ -535,6 +589,15 @@ def _detach_tracepoints_in_parallel(bpf: Any) -> None:
         worker.start()
     for worker in workers:
         worker.join()
+
+
+def _kernel_before(major: int, minor: int) -> bool:
+    """Whether the running kernel is older than major.minor (False if unknown)."""
+    parts = platform.release().split(".")
+    try:
+        return (int(parts[0]), int(parts[1].split("-")[0])) < (major, minor)
+    except (IndexError, ValueError):
+        return False
 
 
 def _reap(pid: int) -> None:

@@ -22,6 +22,9 @@ MAX_PROCS = 65536
 MAX_SYSCALLS = 512
 STACK_ENTRIES = 8192
 HIST_SLOTS = 48  # as in stprof.c
+# the timeline's ring buffer: 16384 pages (64 MiB on 4 KiB pages) hold ~1.3 M events,
+# the backlog of a syscall storm while the reader catches up
+TIMELINE_PAGES = 16384
 
 STACKS_OFF, STACKS_FAULTS, STACKS_KERNEL = 0, 1, 2
 
@@ -80,6 +83,8 @@ class Plan:
     # (tracepoint "category:event", BPF function) entry/exit pairs attached by
     # hand, as raw tracepoints when raw_events, else as regular ones
     manual_tracepoints: list[tuple[str, str]] = field(default_factory=list)
+    # stream every event through a ring buffer (--timeline): stprof.c's TIMELINE
+    timeline: bool = False
 
     @property
     def fault_timed(self) -> bool:
@@ -110,6 +115,8 @@ class Plan:
             "MAX_PROCS": self.max_procs,
             "MAX_SYSCALLS": MAX_SYSCALLS,
             "STACK_ENTRIES": STACK_ENTRIES,
+            "TIMELINE": int(self.timeline),
+            "TIMELINE_PAGES": TIMELINE_PAGES,
         }
         return [f"-D{name}={value}" for name, value in defines.items()]
 
@@ -192,4 +199,5 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         max_threads=MAX_THREADS,
         max_procs=MAX_PROCS,
         manual_tracepoints=irq_tracepoints(raw=events_ok),
+        timeline=options.timeline is not None,
     )

@@ -18,6 +18,10 @@
  *   STACK_FILTER    1: sample stacks only inside faults; 2: all kernel time
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
+ *   TIMELINE        1: also send each syscall, timed fault, interrupt and thread
+ *                   end to user space through the ring buffer `tl_events`
+ *                   (stprof run --timeline); 0: none of that code is compiled
+ *   TIMELINE_PAGES  the ring buffer's size in pages (a power of 2)
  *
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
  * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
@@ -193,6 +197,59 @@ static __always_inline void count_drop(u32 what)
     if (n)
         (*n)++;
 }
+
+#if TIMELINE
+/* One event of the timeline (profiler/timeline.py's slices), in time units of
+ * bpf_ktime_get_ns().  collectors/ebpf_timeline.py decodes it: keep in step. */
+enum tl_type { TL_SYSCALL = 0, TL_FAULT = 1, TL_IRQ = 2, TL_THREAD = 3, TL_UNFINISHED = 4,
+               NTL };
+
+struct tl_event {
+    u64 start;
+    u64 dur;
+    s64 value;          /* syscall: its return value; fault: 1 major; irq: device irq */
+    u32 tid;
+    u32 tgid;
+    u32 type;
+    s32 code;           /* syscall number; fault: 1 inside a syscall; irq: its kind */
+};
+
+BPF_RINGBUF_OUTPUT(tl_events, TIMELINE_PAGES);
+BPF_PERCPU_ARRAY(tl_lost, u64, NTL);      /* ring buffer full: events lost */
+BPF_PERCPU_ARRAY(tl_skipped, u64, NTL);   /* after user space stopped recording */
+BPF_ARRAY(tl_off, u32, 1);                /* 1: user space stopped recording */
+
+static __always_inline void tl_emit(u32 type, s32 code, u64 start, u64 dur, s64 value,
+                                    u32 tgid)
+{
+    u32 zero = 0;
+    u32 *off = tl_off.lookup(&zero);
+    struct tl_event ev = {};
+    u64 *n;
+
+    if (off && *off && type != TL_THREAD) {     /* threads' lives: always */
+        n = tl_skipped.lookup(&type);
+        if (n)
+            (*n)++;
+        return;
+    }
+    ev.start = start;
+    ev.dur = dur;
+    ev.value = value;
+    ev.tid = (u32)bpf_get_current_pid_tgid();
+    ev.tgid = tgid;
+    ev.type = type;
+    ev.code = code;
+    if (tl_events.ringbuf_output(&ev, sizeof(ev), 0)) {
+        n = tl_lost.lookup(&type);
+        if (n)
+            (*n)++;
+    }
+}
+#define TL_EMIT(...) tl_emit(__VA_ARGS__)
+#else
+#define TL_EMIT(...) do { } while (0)
+#endif
 
 /* log2 bucket as profiler.model.log2_bucket: 0 for 0, else bit length. */
 static __always_inline u32 bucket(u64 v)
@@ -524,6 +581,7 @@ static __always_inline int on_sys_exit(struct thread *t, long ret)
         return 0;       /* a new thread returning from clone, or attach */
     t->sys_nr = -1;
     record_call(t, nr, now - t->sys_start, ret);
+    TL_EMIT(TL_SYSCALL, nr, t->sys_start, now - t->sys_start, ret, t->tgid);
     return 0;
 }
 
@@ -697,6 +755,11 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     charge(t, now);
     if (t->mode == M_FAULT)
         abandon_fault(t);
+#if TIMELINE
+    if (t->sys_nr >= 0)
+        tl_emit(TL_UNFINISHED, t->sys_nr, t->sys_start, now - t->sys_start, 0, t->tgid);
+    tl_emit(TL_THREAD, 0, t->start, now - t->start, 0, t->tgid);
+#endif
     /* exit(), exit_group() and calls cut short by a fatal signal */
     if (t->sys_nr >= 0)
         record_call(t, t->sys_nr, now - t->sys_start, 0);
@@ -866,6 +929,7 @@ static __always_inline int fault_done(int major)
     if (!t->fault_ts)
         return 0;
     d = now - t->fault_ts;
+    TL_EMIT(TL_FAULT, t->fault_in_sys, t->fault_ts, d, major, t->tgid);
     t->fault_ts = 0;
     fs->timed++;
     hist_add(fs->hist, d);
@@ -915,7 +979,7 @@ static __always_inline int irq_enter(u32 kind)
 }
 
 /* The interrupt's duration goes to *took; returns 0 if it was not counted. */
-static __always_inline int irq_leave_timed(u32 kind, u64 *took)
+static __always_inline int irq_leave_timed(u32 kind, u64 *took, u64 *took_start)
 {
     struct thread *t = current_thread();
     struct irqstat *st;
@@ -932,6 +996,12 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took)
         *took = now - *start;
         st->count++;
         st->ns += *took;
+#if TIMELINE
+        if (kind != IRQ_HANDLER)    /* device irqs: in irq_handler_done, with the irq */
+            tl_emit(TL_IRQ, kind, *start, *took, -1, t->tgid);
+        else
+            *took_start = *start;
+#endif
         *start = 0;
         counted = 1;
     }
@@ -943,8 +1013,8 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took)
 
 static __always_inline int irq_leave(u32 kind)
 {
-    u64 took = 0;
-    irq_leave_timed(kind, &took);
+    u64 took = 0, took_start = 0;
+    irq_leave_timed(kind, &took, &took_start);
     return 0;
 }
 
@@ -969,10 +1039,17 @@ static __always_inline int irq_handler_done(u32 irq)
 {
     struct irqstat fresh = {};
     struct irqstat *st;
-    u64 took = 0;
+    u64 took = 0, took_start = 0;
 
-    if (!irq_leave_timed(IRQ_HANDLER, &took))
+    if (!irq_leave_timed(IRQ_HANDLER, &took, &took_start))
         return 0;
+#if TIMELINE
+    {
+        struct thread *t = current_thread();
+        if (t)
+            tl_emit(TL_IRQ, IRQ_HANDLER, took_start, took, irq, t->tgid);
+    }
+#endif
     st = irqdevs.lookup_or_try_init(&irq, &fresh);
     if (st) {
         __sync_fetch_and_add(&st->count, 1);
