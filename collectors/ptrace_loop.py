@@ -111,6 +111,7 @@ class Tracer:
         sample_nr: int = -2,
         rt_sigreturn_nr: int = -2,
         entry_info: bool = False,
+        timeline: Any = None,
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
@@ -130,6 +131,8 @@ class Tracer:
         self.root_exit_ns: int | None = None
         self.lost_calls = 0
         self.resyncs = 0
+        # --timeline: ptracer.TimelineFeed, called once per call (None: no cost but a test)
+        self.timeline = timeline
         self._info = abi.SyscallInfo()
         regs_type = None if entry_info else self.binding.regs
         self._regs: Any = regs_type() if regs_type is not None else None
@@ -157,6 +160,8 @@ class Tracer:
             proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
         proc.tids.add(tid)
         state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        if self.timeline is not None:
+            self.timeline.thread(tid, state, time.monotonic_ns())
         return state
 
     def forget(self, tid: int) -> None:
@@ -223,6 +228,7 @@ class Tracer:
         outside = OUTSIDE
         unknown = UNKNOWN_NR
         root = self.root
+        timeline = self.timeline
         while threads:
             try:
                 tid, status = waitpid(-1, wall)
@@ -298,6 +304,9 @@ class Tracer:
                 errnos[err] = errnos.get(err, 0) + 1
             if nr == sample_nr:
                 samples.append(raw_ns)
+            if timeline is not None:
+                timeline(tid, st[3], nr, st[1], d, err,
+                         regs.rax if regs is not None else info.value)
 
     def _is_entry(self, tid: int) -> bool:
         """Ask the kernel whether this syscall-stop is an entry (rarely needed)."""
@@ -416,6 +425,8 @@ class Tracer:
         s[S_CALLS] += 1
         s[S_UNTIMED] += 1
         st[2][0] += 1
+        if self.timeline is not None:
+            self.timeline.unfinished(st, nr, time.monotonic_ns())
 
     def _orig_nr(self, tid: int) -> int | None:
         regs = self._regs
@@ -427,6 +438,8 @@ class Tracer:
         return nr
 
     def _gone(self, tid: int, st: list[Any], status: int, t: int) -> None:
+        if self.timeline is not None:
+            self.timeline.thread_end(tid, st, t)
         self._untimed(st, None)
         del self.threads[tid]
         if tid == st[3]:

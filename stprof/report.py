@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from profiler.errors import UsageError
 from profiler.model import Profile
 from stprof.options import Subparsers, add_view_options, say, view_of
 from stprof.outputs import emit
@@ -14,14 +15,19 @@ def register(sub: Subparsers) -> None:
     parser = sub.add_parser("report", help="show a saved profile (from run --json)",
                             description="Render a profile saved with `stprof run --json`.")
     parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--format", choices=("text", "json", "folded"), default="text",
-                        help="text (default), the profile's JSON, or folded stacks")
+    parser.add_argument("--format", choices=("text", "json", "folded", "timeline"),
+                        default="text",
+                        help="text (default), the profile's JSON, or folded stacks "
+                             "(timeline: only `stprof run --timeline FILE` can write one)")
     add_view_options(parser)
     parser.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
+    if args.format == "timeline":
+        raise UsageError("a timeline cannot be made from a saved profile: it holds totals, "
+                         "not events; record one with `stprof run --timeline FILE -- COMMAND`")
     profile = Profile.load(args.file)
     if args.format != "text":
         from reports import RENDERERS

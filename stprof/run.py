@@ -9,6 +9,7 @@ from profiler.model import Profile
 from stprof.options import (
     Subparsers,
     add_collector_options,
+    add_timeline_options,
     add_view_options,
     check_syscall_names,
     check_writable,
@@ -25,12 +26,13 @@ def register(sub: Subparsers) -> None:
                             description="Run COMMAND, trace its syscalls and traps, report.")
     add_collector_options(parser)
     add_view_options(parser)
+    add_timeline_options(parser)
     parser.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
-    check_writable(args.output, args.json, args.stacks)
+    check_writable(args.output, args.json, args.stacks, args.timeline)
     check_syscall_names(view.only)
     options = collector_options(args)
     cls = choose_collector(args.collector)
