@@ -54,7 +54,6 @@ from collectors.ebpf_plan import (
 from collectors.syscall_names import syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Profile, Rusage
-from profiler.timeline import TimelineWriter
 from profiler.target import (
     Interrupted,
     decode_wait_status,
@@ -62,6 +61,7 @@ from profiler.target import (
     relay_signals,
     spawn_paused,
 )
+from profiler.timeline import TimelineWriter
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "stprof.c"
 SETUP_FIX = "run `make setup` (or: apt-get install python3-bpfcc bpfcc-tools)"

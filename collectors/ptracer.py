@@ -35,7 +35,6 @@ from collectors.ptrace_loop import NO_MIN, ProcRecord, Tracer
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
-from profiler.timeline import TimelineWriter
 from profiler.target import (
     RELAYED_SIGNALS,
     Interrupted,
@@ -45,6 +44,7 @@ from profiler.target import (
     relay_signals,
     spawn_paused,
 )
+from profiler.timeline import TimelineWriter
 
 CALIBRATION_CALLS = 1000
 CALIBRATION_WARMUP = 100

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -93,7 +95,12 @@ class TimelineWriter:
         self._pids_of: dict[int, int] = {}
         self._faults: dict[int, list[int]] = {}  # pid -> [minor, major, last counter ns]
         self._first = True
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # a device, FIFO or link (/dev/stdout) is written through at the end, never
+        # replaced: its temporary file is elsewhere
+        self._in_place = self.path.is_symlink() or (self.path.exists()
+                                                    and not self.path.is_file())
+        where = Path(tempfile.gettempdir()) if self._in_place else self.path.parent
+        self._tmp = where / f".{self.path.name}.{os.getpid()}.tmp"
         try:
             self._out: IO[str] = self._tmp.open("w", encoding="utf-8")
             self._out.write('{"traceEvents": [\n')
@@ -227,7 +234,12 @@ class TimelineWriter:
         try:
             self._out.write(trailer)
             self._out.close()
-            os.replace(self._tmp, self.path)
+            if self._in_place:
+                with self._tmp.open("rb") as source, self.path.open("wb") as target:
+                    shutil.copyfileobj(source, target)
+                self._tmp.unlink()
+            else:
+                os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()
             raise InputError(f"{self.path}: cannot write ({exc.strerror})") from None
