@@ -98,16 +98,23 @@ def ratio_row(what: str, num: float, den: float, target: float | None) -> Row:
 def bench_ptrace(rounds: int) -> list[Row]:
     untraced = Timing("untraced", DD_SMALL)
     ptrace = Timing("stprof ptrace", stprof("ptrace", DD_SMALL))
-    timings = [untraced, ptrace]
+    trace = Path(os.environ.get("TMPDIR", "/tmp")) / f"stprof-bench-{os.getpid()}.json"
+    timeline = Timing("stprof ptrace --timeline",
+                      stprof("ptrace", DD_SMALL, "--timeline", str(trace)))
+    timings = [untraced, ptrace, timeline]
     strace = Timing("strace -c -f", ["strace", "-c", "-f", "-o", os.devnull, *DD_SMALL])
     perf = Timing("perf trace -s", ["perf", "trace", "-s", "-o", os.devnull, *DD_SMALL])
     if shutil.which("strace"):
         timings.append(strace)
     if shutil.which("perf") and os.geteuid() == 0:
         timings.append(perf)
-    measure(timings, rounds)
+    try:
+        measure(timings, rounds)
+    finally:
+        trace.unlink(missing_ok=True)
     rows = [ratio_row("ptrace vs untraced (dd bs=1 count=200000)", ptrace.median,
-                      untraced.median, None)]
+                      untraced.median, None),
+            ratio_row("ptrace --timeline vs ptrace", timeline.median, ptrace.median, None)]
     if strace.seconds:
         rows.append(ratio_row("ptrace vs strace -c -f", ptrace.median, strace.median, 1.0))
     if perf.seconds:
@@ -159,10 +166,13 @@ class EbpfRounds:
     whole: list[float] = field(default_factory=list)   # the whole stprof run
     inner: list[float] = field(default_factory=list)   # the command's own wall_ns
     sampled: list[float] = field(default_factory=list)  # the same, stacks sampled as by default
+    timeline: list[float] = field(default_factory=list)  # the command's own, with --timeline
+    timeline_whole: list[float] = field(default_factory=list)  # and the whole run
     syscalls: int = 0
 
 
-def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRounds:
+def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe,
+                with_timeline: bool = False) -> EbpfRounds:
     import json
     import tempfile
 
@@ -178,6 +188,11 @@ def ebpf_rounds(command: list[str], rounds: int, floor: FloorProbe) -> EbpfRound
             result.syscalls = sum(row["calls"] for row in profile["syscalls"].values())
             time_once(stprof("ebpf", command, "--kernel-stacks", "faults", "--json", str(out)))
             result.sampled.append(json.loads(out.read_text())["wall_ns"] / 1e9)
+            if with_timeline:
+                trace = Path(tmp) / "trace.json"
+                result.timeline_whole.append(time_once(stprof(
+                    "ebpf", command, "--json", str(out), "--timeline", str(trace))))
+                result.timeline.append(json.loads(out.read_text())["wall_ns"] / 1e9)
     return result
 
 
@@ -194,7 +209,7 @@ def bench_ebpf(rounds: int) -> list[Row]:
     try:
         for label, command, target in (("bs=1 count=200000", DD_SMALL, 2.0),
                                        ("bs=1M count=2000", DD_LARGE, 1.05)):
-            result = ebpf_rounds(command, rounds, floor)
+            result = ebpf_rounds(command, rounds, floor, with_timeline=command == DD_SMALL)
             bare = statistics.median(result.untraced)
             inner = statistics.median(result.inner)
             least = statistics.median(result.floor)
@@ -207,6 +222,13 @@ def bench_ebpf(rounds: int) -> list[Row]:
             rows.append(ratio_row(f"ebpf with stacks sampled as by default (faults, "
                                   f"{DEFAULT_STACK_HZ} Hz) (dd {label})",
                                   statistics.median(result.sampled), bare, None))
+            if result.timeline:
+                rows.append(ratio_row(f"ebpf --timeline vs untraced, the command itself "
+                                      f"(dd {label})", statistics.median(result.timeline),
+                                      bare, None))
+                rows.append(ratio_row(f"ebpf --timeline vs untraced, whole stprof run "
+                                      f"(dd {label}, file written)",
+                                      statistics.median(result.timeline_whole), bare, None))
             rows.append(ratio_row(f"floor: clock-only syscall probes vs untraced (dd {label})",
                                   least, bare, None))
             rows.append((f"cost per syscall (dd {label}, {result.syscalls:,} syscalls)",
