@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +25,10 @@ from profiler.errors import InputError
 from profiler.timeline import TimelineWriter, micros
 
 STPROF = [sys.executable, "-m", "stprof"]
+SPEEDSCOPE = "1.25.0"  # the speedscope release the real-importer test loads files in
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 SLICE_KINDS = {"fault", "irq", "softirq"}  # every other X event is a syscall
 GETPPID, ENOENT, CHILD, THREAD, PAGES = 5, 3, 4, 6, 10
 
@@ -285,6 +291,73 @@ def test_without_timeline_no_event_code_is_loaded() -> None:
         assert plain.plan is not None and "-DTIMELINE=0" in plain.plan.cflags()
         with pytest.raises(KeyError):
             plain._bpf[b"tl_events"]
+
+
+# ------------------------------------------------------------ a real viewer
+@pytest.fixture(scope="module")
+def speedscope() -> Path:
+    """speedscope's released app (npm package ``speedscope``), fetched once into
+    tests/.build/ with npm."""
+    where = Path(__file__).resolve().parent / ".build" / f"speedscope-{SPEEDSCOPE}"
+    index = where / "package" / "dist" / "release" / "index.html"
+    if index.is_file():
+        return index
+    npm = shutil.which("npm")
+    if npm is None or not CHROMIUM.exists():
+        pytest.skip("needs npm (to fetch speedscope) and /usr/bin/chromium")
+    where.mkdir(parents=True, exist_ok=True)
+    packed = subprocess.run([npm, "pack", f"speedscope@{SPEEDSCOPE}", "--pack-destination",
+                             str(where)], capture_output=True, text=True, timeout=300,
+                            check=False)
+    if packed.returncode != 0:
+        pytest.skip(f"cannot fetch speedscope with npm: {packed.stderr.strip()[-200:]}")
+    with tarfile.open(where / f"speedscope-{SPEEDSCOPE}.tgz") as archive:
+        archive.extractall(where, filter="data")
+    return index
+
+
+def test_speedscope_opens_the_file(tmp_path: Path, collector: str, speedscope: Path) -> None:
+    """The file given to speedscope's own page, in headless Chromium: it is imported
+    as a Trace Event Format profile, one profile a thread, with no error and none of
+    the warnings it gives for slices that do not nest ("Tried to end ...")."""
+    from playwright.sync_api import sync_playwright
+
+    program = str(build("groundtruth"))
+    doc, _, _, _ = timed_run(tmp_path, collector,
+                             [program, *map(str, (GETPPID, ENOENT, CHILD, THREAD, PAGES))])
+    threads = len(doc["metadata"]["stprof"]["threads"])
+    trace = tmp_path / "trace.json"
+    problems: list[str] = []  # errors, and the warnings speedscope gives for bad nesting
+    logs: list[str] = []
+
+    def console(message: Any) -> None:
+        graphics = "GL Driver" in message.text or "WebGL" in message.text
+        if message.type in ("error", "warning") and not graphics:
+            problems.append(message.text)
+        else:
+            logs.append(message.text)
+
+    def dialog(box: Any) -> None:  # "Unrecognized format!" comes as an alert
+        problems.append(box.message)
+        box.dismiss()
+
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", console)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", dialog)
+            page.goto(speedscope.as_uri())
+            page.set_input_files("input[type=file]", str(trace))
+            page.wait_for_function("document.title.endsWith('trace.json - speedscope')",
+                                   timeout=30_000)
+            shown = page.evaluate("document.body.innerText")
+        finally:
+            browser.close()
+    assert not problems
+    assert "Importing as Trace Event Format profile" in logs
+    assert f"(1/{threads})" in shown and "groundtruth (pid" in shown
 
 
 # ------------------------------------------------------------ refusals
