@@ -98,11 +98,14 @@ class EbpfCollector(Collector):
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
 
     def __init__(self, options: Options, fault_method: str | None = None,
-                 raw_syscalls: bool | None = None, raw_events: bool | None = None) -> None:
+                 raw_syscalls: bool | None = None, raw_events: bool | None = None,
+                 timeline_buffer: str | None = None) -> None:
         """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING, ``raw_syscalls=False``
         the regular syscall tracepoints, ``raw_events=False`` the regular fault and
-        interrupt tracepoints (tests, benchmarks)."""
+        interrupt tracepoints, ``timeline_buffer`` ebpf_plan.TIMELINE_PERF the perf
+        buffer for --timeline (tests, benchmarks)."""
         super().__init__(options)
+        self._forced_timeline_buffer = timeline_buffer
         self._forced_fault_method = fault_method
         self._raw_syscalls = raw_syscalls
         self._raw_events = raw_events
@@ -166,11 +169,7 @@ class EbpfCollector(Collector):
             raise CollectorUnavailable(f"ebpf collector: {problem}",
                                        "mount -t debugfs none /sys/kernel/debug")
         self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
-                              self._raw_events)
-        if self.plan.timeline and _kernel_before(5, 8):
-            raise CollectorUnavailable(
-                "ebpf collector: --timeline needs the BPF ring buffer (Linux 5.8 or later)",
-                "use --collector ptrace")
+                              self._raw_events, self._forced_timeline_buffer)
         self._bpf = _compile(self.plan)
         try:
             self._attach(self.plan)
@@ -263,7 +262,7 @@ class EbpfCollector(Collector):
         from collectors.ebpf_timeline import RingReader
 
         if self._ring is None:
-            self._ring = RingReader(self._bpf, self._syscalls)
+            self._ring = RingReader(self._bpf, self._syscalls, plan.timeline_buffer)
         writer = TimelineWriter(self.options.timeline, self.options.timeline_limit,
                                 origin_ns=time.monotonic_ns())
         self._ring.start(writer)
@@ -280,6 +279,7 @@ class EbpfCollector(Collector):
             writer.thread(thread.tid, thread.tgid, int(thread.leaf.start), outcome.ended_ns)
         names = {p.pid: p.comm for p in profile.processes}
         about = {"collector": self.name, "command": list(self.options.command),
+                 "buffer": self._require_plan().timeline_buffer,
                  "fault_slices": "timed page faults (perf software events page-faults -> "
                                  "minor/major-faults)" if self._require_plan().fault_timed
                                  else "none: fault time is sampled here, not timed per fault"}
@@ -589,15 +589,6 @@ def _detach_tracepoints_in_parallel(bpf: Any) -> None:
         worker.start()
     for worker in workers:
         worker.join()
-
-
-def _kernel_before(major: int, minor: int) -> bool:
-    """Whether the running kernel is older than major.minor (False if unknown)."""
-    parts = platform.release().split(".")
-    try:
-        return (int(parts[0]), int(parts[1].split("-")[0])) < (major, minor)
-    except (IndexError, ValueError):
-        return False
 
 
 def _reap(pid: int) -> None:

@@ -1,25 +1,27 @@
-"""The eBPF collector's timeline: stprof.c's ring buffer, read while the command runs.
+"""The eBPF collector's timeline: stprof.c's event buffer, read while the command runs.
 
 With ``--timeline``, stprof.c (compiled with TIMELINE=1) sends each syscall,
-timed fault, interrupt and thread end as a ``struct tl_event`` through the
-BPF ring buffer ``tl_events``.  A thread of stprof polls it and hands each
-event to the profiler.timeline writer, which streams it to a temporary file,
-so a long run's events never pile up in memory.  Once the writer's limit is
-reached, ``tl_off`` tells the kernel to stop sending (it counts what it
-skips); events the kernel could not reserve room for are counted in
-``tl_lost``.  Both counts end up in the file and the profile's notes.
+timed fault, interrupt and thread end as a ``struct tl_event`` through
+``tl_events``: a BPF ring buffer, or a perf buffer on kernels before 5.8.  A
+thread of stprof polls it and hands each event to the profiler.timeline
+writer, which streams it to a temporary file, so a long run's events never
+pile up in memory.  Once the writer's limit is reached, ``tl_off`` tells the
+kernel to stop sending (it counts what it skips); events the kernel could not
+find room for are counted in ``tl_lost``.  Both counts end up in the file and
+the profile's notes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import struct
 import threading
 from typing import Any
 
 from collectors import ebpf_read as read
-from collectors.ebpf_plan import DEVICE_IRQS, IRQ_KINDS
+from collectors.ebpf_plan import DEVICE_IRQS, IRQ_KINDS, TIMELINE_PAGES, TIMELINE_RING
 from collectors.syscall_names import errno_name, syscall_name
 from profiler.timeline import TimelineWriter
 
@@ -32,10 +34,15 @@ MAX_ERRNO = 4095
 POLL_MS = 50
 
 
+def _ignore_lost(_count: int) -> None:
+    """perf's own loss records: the kernel counts the same losses by kind (tl_lost)."""
+
+
 class RingReader:
     """Drains ``tl_events`` into a writer from a thread of its own during a run."""
 
-    def __init__(self, bpf: Any, syscalls: dict[int, str]) -> None:
+    def __init__(self, bpf: Any, syscalls: dict[int, str], buffer: str = TIMELINE_RING
+                 ) -> None:
         self._bpf = bpf
         self._syscalls = syscalls
         self._names: dict[int, str] = {}
@@ -44,12 +51,25 @@ class RingReader:
         self._thread: threading.Thread | None = None
         self._told_off = False
         self.error: BaseException | None = None
-        bpf["tl_events"].open_ring_buffer(self._on_event)
+        self._ring = buffer == TIMELINE_RING
+        if self._ring:
+            bpf[b"tl_events"].open_ring_buffer(self._on_event)
+        else:  # one per CPU; losses are counted in the kernel (tl_lost), by kind
+            per_cpu = max(64, TIMELINE_PAGES // max(1, os.cpu_count() or 1))
+            pages = 1 << (per_cpu.bit_length() - 1)  # a power of 2
+            bpf[b"tl_events"].open_perf_buffer(self._on_event, page_cnt=pages,
+                                              lost_cb=_ignore_lost)
+
+    def _consume(self) -> None:
+        if self._ring:
+            self._bpf.ring_buffer_consume()
+        else:
+            self._bpf.perf_buffer_consume()
 
     def start(self, writer: TimelineWriter) -> None:
         """Empty what an earlier run left, then read into ``writer`` until :meth:`stop`."""
         self._writer = None
-        self._bpf.ring_buffer_consume()  # leftovers of an earlier run: dropped
+        self._consume()  # leftovers of an earlier run: dropped
         for name in ("tl_lost", "tl_skipped"):
             read.bpf_map(self._bpf, name).clear()
         self._set_off(False)
@@ -66,7 +86,7 @@ class RingReader:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._bpf.ring_buffer_consume()
+        self._consume()
         writer = self._writer
         if writer is not None:
             for name, count_in in (("tl_lost", writer.lose), ("tl_skipped", writer.skip)):
@@ -78,8 +98,9 @@ class RingReader:
         self._writer = None
 
     def _poll(self) -> None:
+        poll = self._bpf.ring_buffer_poll if self._ring else self._bpf.perf_buffer_poll
         while not self._stop.is_set():
-            self._bpf.ring_buffer_poll(POLL_MS)
+            poll(POLL_MS)
 
     def _set_off(self, off: bool) -> None:
         table = read.bpf_map(self._bpf, "tl_off")

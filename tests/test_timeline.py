@@ -282,6 +282,30 @@ def test_ptrace_limit(tmp_path: Path) -> None:
     assert doc["metadata"]["stprof"]["not_recorded"]["syscall"] == total - 50
 
 
+def test_perf_buffer_gives_the_same_timeline(tmp_path: Path) -> None:
+    """The fallback for kernels without the BPF ring buffer, forced here."""
+    need("ebpf")
+    from collectors.base import Options
+    from collectors.ebpf import EbpfCollector
+    from collectors.ebpf_plan import TIMELINE_PERF
+
+    trace = tmp_path / "trace.json"
+    command = [str(build("groundtruth")), *map(str, (GETPPID, ENOENT, CHILD, THREAD, PAGES))]
+    with clock_bounds() as bounds, EbpfCollector(
+            Options(command=command, kernel_stacks="off", timeline=str(trace)),
+            timeline_buffer=TIMELINE_PERF) as collector:
+        profile = collector.run()
+    doc = json.loads(trace.read_text())
+    validate(doc)
+    check_nesting(doc)
+    check_lives(doc, bounds)
+    meta = doc["metadata"]["stprof"]
+    assert meta["buffer"] == "perf buffer" and sum(meta["not_recorded"].values()) == 0
+    assert Counter(e["name"] for e in syscalls_of(doc)) == {
+        name: s.calls for name, s in profile.syscalls.items() if s.calls}
+    assert meta["events"]["fault"] == profile.faults.minor + profile.faults.major
+
+
 def test_without_timeline_no_event_code_is_loaded() -> None:
     need("ebpf")
     from collectors.base import Options

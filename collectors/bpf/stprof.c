@@ -22,6 +22,9 @@
  *                   end to user space through the ring buffer `tl_events`
  *                   (stprof run --timeline); 0: none of that code is compiled
  *   TIMELINE_PAGES  the ring buffer's size in pages (a power of 2)
+ *   TIMELINE_RINGBUF  1: a BPF ring buffer (Linux 5.8+); 0: a perf buffer, whose
+ *                   output needs the probe's context: the functions that emit
+ *                   take it as `ctx` (unused without TIMELINE)
  *
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
  * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
@@ -214,13 +217,17 @@ struct tl_event {
     s32 code;           /* syscall number; fault: 1 inside a syscall; irq: its kind */
 };
 
+#if TIMELINE_RINGBUF
 BPF_RINGBUF_OUTPUT(tl_events, TIMELINE_PAGES);
+#else
+BPF_PERF_OUTPUT(tl_events);
+#endif
 BPF_PERCPU_ARRAY(tl_lost, u64, NTL);      /* ring buffer full: events lost */
 BPF_PERCPU_ARRAY(tl_skipped, u64, NTL);   /* after user space stopped recording */
 BPF_ARRAY(tl_off, u32, 1);                /* 1: user space stopped recording */
 
-static __always_inline void tl_emit(u32 type, s32 code, u64 start, u64 dur, s64 value,
-                                    u32 tgid)
+static __always_inline void tl_emit(void *ctx, u32 type, s32 code, u64 start, u64 dur,
+                                    s64 value, u32 tgid)
 {
     u32 zero = 0;
     u32 *off = tl_off.lookup(&zero);
@@ -240,7 +247,11 @@ static __always_inline void tl_emit(u32 type, s32 code, u64 start, u64 dur, s64 
     ev.tgid = tgid;
     ev.type = type;
     ev.code = code;
+#if TIMELINE_RINGBUF
     if (tl_events.ringbuf_output(&ev, sizeof(ev), 0)) {
+#else
+    if (tl_events.perf_submit(ctx, &ev, sizeof(ev))) {
+#endif
         n = tl_lost.lookup(&type);
         if (n)
             (*n)++;
@@ -563,7 +574,7 @@ static __always_inline int on_sys_enter(struct thread *t, long id, u64 arg0_or_r
     return 0;
 }
 
-static __always_inline int on_sys_exit(struct thread *t, long ret)
+static __always_inline int on_sys_exit(void *ctx, struct thread *t, long ret)
 {
     u64 now;
     s32 nr;
@@ -581,7 +592,7 @@ static __always_inline int on_sys_exit(struct thread *t, long ret)
         return 0;       /* a new thread returning from clone, or attach */
     t->sys_nr = -1;
     record_call(t, nr, now - t->sys_start, ret);
-    TL_EMIT(TL_SYSCALL, nr, t->sys_start, now - t->sys_start, ret, t->tgid);
+    TL_EMIT(ctx, TL_SYSCALL, nr, t->sys_start, now - t->sys_start, ret, t->tgid);
     return 0;
 }
 
@@ -593,7 +604,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    return on_sys_exit(syscall_thread(ctx->args[0]), (long)ctx->args[1]);
+    return on_sys_exit(ctx, syscall_thread(ctx->args[0]), (long)ctx->args[1]);
 }
 #else
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
@@ -604,7 +615,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
-    return on_sys_exit(current_thread(), args->ret);
+    return on_sys_exit(args, current_thread(), args->ret);
 }
 #endif
 
@@ -757,8 +768,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         abandon_fault(t);
 #if TIMELINE
     if (t->sys_nr >= 0)
-        tl_emit(TL_UNFINISHED, t->sys_nr, t->sys_start, now - t->sys_start, 0, t->tgid);
-    tl_emit(TL_THREAD, 0, t->start, now - t->start, 0, t->tgid);
+        tl_emit(args, TL_UNFINISHED, t->sys_nr, t->sys_start, now - t->sys_start, 0, t->tgid);
+    tl_emit(args, TL_THREAD, 0, t->start, now - t->start, 0, t->tgid);
 #endif
     /* exit(), exit_group() and calls cut short by a fatal signal */
     if (t->sys_nr >= 0)
@@ -892,7 +903,7 @@ int on_fault_start(void *ctx)
 }
 
 /* software events minor-faults / major-faults: handle_mm_fault() accounted it */
-static __always_inline int fault_done(int major)
+static __always_inline int fault_done(void *ctx, int major)
 {
     u32 zero = 0;
     struct thread *t = current_thread();
@@ -929,7 +940,7 @@ static __always_inline int fault_done(int major)
     if (!t->fault_ts)
         return 0;
     d = now - t->fault_ts;
-    TL_EMIT(TL_FAULT, t->fault_in_sys, t->fault_ts, d, major, t->tgid);
+    TL_EMIT(ctx, TL_FAULT, t->fault_in_sys, t->fault_ts, d, major, t->tgid);
     t->fault_ts = 0;
     fs->timed++;
     hist_add(fs->hist, d);
@@ -950,12 +961,12 @@ static __always_inline int fault_done(int major)
 
 int on_fault_minor(void *ctx)
 {
-    return fault_done(0);
+    return fault_done(ctx, 0);
 }
 
 int on_fault_major(void *ctx)
 {
-    return fault_done(1);
+    return fault_done(ctx, 1);
 }
 
 /* ---------------------------------------------------------- interrupts */
@@ -979,7 +990,7 @@ static __always_inline int irq_enter(u32 kind)
 }
 
 /* The interrupt's duration goes to *took; returns 0 if it was not counted. */
-static __always_inline int irq_leave_timed(u32 kind, u64 *took, u64 *took_start)
+static __always_inline int irq_leave_timed(void *ctx, u32 kind, u64 *took, u64 *took_start)
 {
     struct thread *t = current_thread();
     struct irqstat *st;
@@ -998,7 +1009,7 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took, u64 *took_start)
         st->ns += *took;
 #if TIMELINE
         if (kind != IRQ_HANDLER)    /* device irqs: in irq_handler_done, with the irq */
-            tl_emit(TL_IRQ, kind, *start, *took, -1, t->tgid);
+            tl_emit(ctx, TL_IRQ, kind, *start, *took, -1, t->tgid);
         else
             *took_start = *start;
 #endif
@@ -1011,10 +1022,10 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took, u64 *took_start)
     return counted;
 }
 
-static __always_inline int irq_leave(u32 kind)
+static __always_inline int irq_leave(void *ctx, u32 kind)
 {
     u64 took = 0, took_start = 0;
-    irq_leave_timed(kind, &took, &took_start);
+    irq_leave_timed(ctx, kind, &took, &took_start);
     return 0;
 }
 
@@ -1022,7 +1033,7 @@ static __always_inline int irq_leave(u32 kind)
  * regular tracepoints alike: the vector number is not read) */
 #define VECTOR(name, kind) \
     int vec_in_##name(void *ctx) { return irq_enter(kind); } \
-    int vec_out_##name(void *ctx) { return irq_leave(kind); }
+    int vec_out_##name(void *ctx) { return irq_leave(ctx, kind); }
 
 VECTOR(local_timer, 0)
 VECTOR(reschedule, 1)
@@ -1035,19 +1046,19 @@ VECTOR(error_apic, 7)
 VECTOR(spurious_apic, 8)
 VECTOR(deferred_error_apic, 9)
 
-static __always_inline int irq_handler_done(u32 irq)
+static __always_inline int irq_handler_done(void *ctx, u32 irq)
 {
     struct irqstat fresh = {};
     struct irqstat *st;
     u64 took = 0, took_start = 0;
 
-    if (!irq_leave_timed(IRQ_HANDLER, &took, &took_start))
+    if (!irq_leave_timed(ctx, IRQ_HANDLER, &took, &took_start))
         return 0;
 #if TIMELINE
     {
         struct thread *t = current_thread();
         if (t)
-            tl_emit(TL_IRQ, IRQ_HANDLER, took_start, took, irq, t->tgid);
+            tl_emit(ctx, TL_IRQ, IRQ_HANDLER, took_start, took, irq, t->tgid);
     }
 #endif
     st = irqdevs.lookup_or_try_init(&irq, &fresh);
@@ -1063,9 +1074,9 @@ static __always_inline int softirq_in(u32 vec)
     return vec < 10 ? irq_enter(IRQ_SOFTIRQ + vec) : 0;
 }
 
-static __always_inline int softirq_out(u32 vec)
+static __always_inline int softirq_out(void *ctx, u32 vec)
 {
-    return vec < 10 ? irq_leave(IRQ_SOFTIRQ + vec) : 0;
+    return vec < 10 ? irq_leave(ctx, IRQ_SOFTIRQ + vec) : 0;
 }
 
 #if RAW_EVENTS
@@ -1082,7 +1093,7 @@ int on_irq_entry(struct bpf_raw_tracepoint_args *ctx)
 
 int on_irq_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return irq_handler_done((u32)ctx->args[0]);
+    return irq_handler_done(ctx, (u32)ctx->args[0]);
 }
 
 int on_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
@@ -1092,7 +1103,7 @@ int on_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
 
 int on_softirq_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return softirq_out((u32)ctx->args[0]);
+    return softirq_out(ctx, (u32)ctx->args[0]);
 }
 #else
 TRACEPOINT_PROBE(irq, irq_handler_entry)
@@ -1102,7 +1113,7 @@ TRACEPOINT_PROBE(irq, irq_handler_entry)
 
 TRACEPOINT_PROBE(irq, irq_handler_exit)
 {
-    return irq_handler_done(args->irq);
+    return irq_handler_done(args, args->irq);
 }
 
 TRACEPOINT_PROBE(irq, softirq_entry)
@@ -1112,7 +1123,7 @@ TRACEPOINT_PROBE(irq, softirq_entry)
 
 TRACEPOINT_PROBE(irq, softirq_exit)
 {
-    return softirq_out(args->vec);
+    return softirq_out(args, args->vec);
 }
 #endif
 
