@@ -72,6 +72,8 @@ class Collector(ABC):
     description: ClassVar[str]
     # sys.platform prefixes this collector is meant for; auto only tries these.
     platforms: ClassVar[tuple[str, ...]]
+    # whether it honours Options.timeline (stprof run --timeline)
+    writes_timeline: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

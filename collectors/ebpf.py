@@ -96,6 +96,7 @@ class EbpfCollector(Collector):
     name: ClassVar[str] = "ebpf"
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,
                  raw_syscalls: bool | None = None, raw_events: bool | None = None,

@@ -63,6 +63,7 @@ class PtraceCollector(Collector):
     name: ClassVar[str] = "ptrace"
     description: ClassVar[str] = "ptrace syscall-stops (slow, works without root or bcc)"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
@@ -200,6 +201,10 @@ class PtraceCollector(Collector):
                     tracer.loop()
                 except Interrupted:
                     interrupted = True
+        except BaseException:
+            if tracer.timeline is not None:
+                tracer.timeline.writer.abort()
+            raise
         finally:
             with _signals_held():
                 survivors = tracer.detach_all()

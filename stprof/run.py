@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from profiler.errors import StprofError
+from profiler.errors import StprofError, UsageError
 from profiler.model import Profile
 from stprof.options import (
     Subparsers,
@@ -36,6 +36,9 @@ def execute(args: argparse.Namespace) -> int:
     check_syscall_names(view.only)
     options = collector_options(args)
     cls = choose_collector(args.collector)
+    if args.timeline is not None and not cls.writes_timeline:
+        raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
+                         "(the ebpf and ptrace collectors can)")
     with cls(options) as collector:
         profile: Profile = collector.run()
     try:

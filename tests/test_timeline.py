@@ -464,3 +464,13 @@ def test_writer_limit_stops_everything_and_counts_by_kind(tmp_path: Path) -> Non
 def test_writer_refuses_an_unwritable_place(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot write"):
         TimelineWriter(tmp_path / "missing" / "t.json")
+
+
+def test_only_the_collectors_that_write_a_timeline_say_so() -> None:
+    """stprof run refuses --timeline (exit 2, before the command runs) for a collector
+    that would ignore it: DTrace, whose program prints no per-event lines yet."""
+    from collectors import collector_class
+
+    assert collector_class("ebpf").writes_timeline
+    assert collector_class("ptrace").writes_timeline
+    assert not collector_class("dtrace").writes_timeline
