@@ -95,6 +95,7 @@ class TimelineWriter:
         self._pids_of: dict[int, int] = {}
         self._faults: dict[int, list[int]] = {}  # pid -> [minor, major, last counter ns]
         self._first = True
+        self._heads: dict[str, str] = {}  # syscall name -> its event's text up to "ts"
         # a device, FIFO or link (/dev/stdout) is written through at the end, never
         # replaced: its temporary file is elsewhere
         self._in_place = self.path.is_symlink() or (self.path.exists()
@@ -123,7 +124,8 @@ class TimelineWriter:
             self._first = False
             self._out.write(text)
         else:
-            self._out.write(",\n" + text)
+            self._out.write(",\n")
+            self._out.write(text)
 
     def _seen(self, pid: int, tid: int) -> None:
         if tid not in self._pids_of:
@@ -134,16 +136,24 @@ class TimelineWriter:
         """A syscall from entry to exit; ``ret`` None: it never returned (exit, death)."""
         if not self._room("syscall"):
             return
-        self._seen(pid, tid)
+        if tid not in self._pids_of:
+            self._pids_of[tid] = pid
         if errno is not None:
             args = f'{{"errno": "{errno}", "ret": {ret}}}'
         elif ret is None:
             args = '{"returned": false}'
         else:
             args = f'{{"ret": {ret}}}'
-        self._write(f'{{"ph": "X", "name": "{name}", "cat": "{",".join(classes_of(name))}", '
-                    f'"ts": {micros(start_ns - self.origin_ns)}, "dur": {micros(dur_ns)}, '
-                    f'"pid": {pid}, "tid": {tid}, "args": {args}}}')
+        head = self._heads.get(name)
+        if head is None:
+            head = self._heads[name] = (f'{{"ph": "X", "name": {json.dumps(name)}, '
+                                        f'"cat": "{",".join(classes_of(name))}", "ts": ')
+        start = start_ns - self.origin_ns
+        self._write(f'{head}{start // 1000}.{start % 1000:03d}, "dur": {dur_ns // 1000}.'
+                    f'{dur_ns % 1000:03d}, "pid": {pid}, "tid": {tid}, "args": {args}}}'
+                    if start >= 0 and dur_ns >= 0 else
+                    f'{head}{micros(start)}, "dur": {micros(dur_ns)}, "pid": {pid}, '
+                    f'"tid": {tid}, "args": {args}}}')
 
     def fault(self, pid: int, tid: int, start_ns: int, dur_ns: int, major: bool,
               in_syscall: bool) -> None:
