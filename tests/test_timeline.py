@@ -306,6 +306,32 @@ def test_perf_buffer_gives_the_same_timeline(tmp_path: Path) -> None:
     assert meta["events"]["fault"] == sum(profile.faults.hist) >= PAGES
 
 
+def test_events_lost_in_the_kernel_are_counted_and_said(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ring buffer of one page cannot hold a syscall storm's backlog: what the
+    kernel could not reserve is counted, in the file and in the notes."""
+    need("ebpf")
+    from collectors import ebpf_plan
+    from collectors.base import Options
+    from collectors.ebpf import EbpfCollector
+
+    monkeypatch.setattr(ebpf_plan, "TIMELINE_PAGES", 1)
+    trace = tmp_path / "trace.json"
+    command = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=50000", "status=none"]
+    with EbpfCollector(Options(command=command, kernel_stacks="off",
+                               timeline=str(trace))) as collector:
+        profile = collector.run()
+    doc = json.loads(trace.read_text())
+    validate(doc)
+    meta = doc["metadata"]["stprof"]
+    lost = meta["lost"]["syscall"]
+    assert lost > 0 and meta["not_recorded"]["syscall"] == lost
+    assert meta["events"]["syscall"] + lost == profile.total_calls
+    assert len(syscalls_of(doc)) == meta["events"]["syscall"]
+    note = next(n for n in profile.notes if "not recorded" in n)
+    assert f"{lost} syscall" in note and "lost in the kernel's ring buffer" in note
+
+
 def test_without_timeline_no_event_code_is_loaded() -> None:
     need("ebpf")
     from collectors.base import Options
