@@ -365,6 +365,9 @@ class TimelineFeed:
     def unfinished(self, state: list[Any], nr: int, now_ns: int) -> None:
         """A call that never reached its exit stop (exit, exit_group, death)."""
         tid = self._tids.get(id(state), state[3])
+        life = self.writer.threads.get(tid)
+        if life is not None and life.end_ns is not None:  # settled at the thread's death
+            now_ns = min(now_ns, life.end_ns)
         self.writer.syscall(state[3], tid, _signed_name(nr, self._table), state[1],
                             max(0, now_ns - state[1]))
 

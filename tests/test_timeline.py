@@ -61,14 +61,14 @@ def clock_bounds() -> Iterator[list[int]]:
     bounds.append(time.monotonic_ns())
 
 
-def timed_run(tmp_path: Path, collector: str, command: list[str], *options: str
-              ) -> tuple[dict[str, Any], dict[str, Any], subprocess.CompletedProcess[str],
-                         list[int]]:
+def timed_run(tmp_path: Path, collector: str, command: list[str], *options: str,
+              status: int = 0) -> tuple[dict[str, Any], dict[str, Any],
+                                        subprocess.CompletedProcess[str], list[int]]:
     trace, profile = tmp_path / "trace.json", tmp_path / "profile.json"
     with clock_bounds() as bounds:
         result = stprof("run", "-c", collector, "--kernel-stacks", "off", "--timeline",
                         str(trace), *options, "--json", str(profile), "--", *command)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == status, result.stderr
     return json.loads(trace.read_text()), json.loads(profile.read_text()), result, bounds
 
 
@@ -224,6 +224,26 @@ def test_groundtruth_timeline_matches_the_aggregates(tmp_path: Path, collector: 
     else:
         assert not [e for e in doc["traceEvents"] if e.get("cat") in SLICE_KINDS]
         assert doc["metadata"]["stprof"]["fault_slices"].startswith("none")
+
+
+def test_a_call_cut_short_by_death_ends_with_its_thread(tmp_path: Path,
+                                                         collector: str) -> None:
+    """raise(SIGKILL): the call in progress when the thread dies is counted and its
+    slice ends by the thread's end."""
+    program = str(build("groundtruth"))
+    doc, profile, _, bounds = timed_run(tmp_path, collector,
+                                        [program, "2", "0", "0", "0", "0", "SIGKILL"],
+                                        status=128 + 9)
+    validate(doc)
+    check_nesting(doc)
+    check_lives(doc, bounds)
+    calls = syscalls_of(doc)
+    assert Counter(e["name"] for e in calls) == {
+        name: s["calls"] for name, s in profile["syscalls"].items() if s["calls"]}
+    # the kernel returns from it (eBPF sees the exit) and kills at the return to user
+    # mode; ptrace gets no exit stop with SIGKILL pending: a call that never returned
+    tgkill = [e["args"] for e in calls if e["name"] == "tgkill"]
+    assert tgkill == ([{"ret": 0}] if collector == "ebpf" else [{"returned": False}])
 
 
 def test_dd_read_holds_its_fault_slices(tmp_path: Path) -> None:
