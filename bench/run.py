@@ -39,6 +39,8 @@ SMALL_STORM = dd("1", 30_000)   # 60k syscalls: the ptrace tracers (each stop co
 BULK = dd("1M", 2000)           # bulk I/O: few syscalls, each copying 1 MB
 DEMO = dd("10M", 1)             # the lecture's dd: page faults inside one read
 FORKS = ["sh", "-c", "for i in $(seq 300); do /bin/true; done"]
+# where the --timeline rows write their file (removed at the end)
+TIMELINE_FILE = Path(tempfile.gettempdir()) / f"stprof-bench-timeline-{os.getpid()}.json"
 
 
 # ------------------------------------------------------------------ commands
@@ -211,6 +213,8 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
         Command("ebpf (own time)", stprof("ebpf", STORM), time="own"),
         Command(f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)",
                 stprof("ebpf", STORM, "--kernel-stacks", "faults"), time="own"),
+        Command("ebpf --timeline (own time)",
+                stprof("ebpf", STORM, "--timeline", str(TIMELINE_FILE)), time="own"),
     ]
     bench.workload("dd bs=1 count=200000", commands, bench.rounds, lambda c: pick(
         c, "dd bs=1 count=200000", [
@@ -218,12 +222,15 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
             ("floor probe", "untraced", None),
             ("ebpf (own time)", "floor probe", 1.05),
             (f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)", "untraced", None),
+            ("ebpf --timeline (own time)", "ebpf (own time)", None),
         ]))
 
 
 def bench_small_storm(bench: Bench) -> None:
     """60k syscalls: ptrace against strace and perf trace (each stop costs)."""
     commands = [Command("untraced", SMALL_STORM), Command("ptrace", stprof("ptrace", SMALL_STORM)),
+                Command("ptrace --timeline",
+                        stprof("ptrace", SMALL_STORM, "--timeline", str(TIMELINE_FILE))),
                 *peers(SMALL_STORM)]
     bench.workload("dd bs=1 count=30000", commands, bench.slow_rounds, lambda c: pick(
         c, "dd bs=1 count=30000", [
@@ -231,6 +238,7 @@ def bench_small_storm(bench: Bench) -> None:
             ("ptrace", "perf trace -s", None),
             ("ptrace", "untraced", None),
             ("strace -c -f", "untraced", None),
+            ("ptrace --timeline", "ptrace", None),
         ]))
 
 
@@ -298,6 +306,7 @@ def main() -> None:
     finally:
         if floor is not None:
             floor.close()
+        TIMELINE_FILE.unlink(missing_ok=True)
     rows = [row.cells(number) for number, row in enumerate(bench.rows, 1)]
     print(tabulate(rows, headers=["measure (A / B)", "A/B median (min-max)",
                                   "median A / B", "goal"]))

@@ -59,6 +59,10 @@ class Options:
     credentials: Credentials | None = None
     kernel_stacks: str = "faults"  # "faults", "all" or "off"
     stack_frequency_hz: int = DEFAULT_STACK_HZ
+    # --timeline FILE: every event of the run as Chrome Trace Events (profiler.timeline),
+    # at most timeline_limit syscall slices (and as many fault and interrupt slices)
+    timeline: str | None = None
+    timeline_limit: int = 2_000_000
 
 
 class Collector(ABC):
@@ -68,6 +72,8 @@ class Collector(ABC):
     description: ClassVar[str]
     # sys.platform prefixes this collector is meant for; auto only tries these.
     platforms: ClassVar[tuple[str, ...]]
+    # whether it honours Options.timeline (stprof run --timeline)
+    writes_timeline: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -52,7 +52,7 @@ from collectors.ebpf_plan import (
     sampling_event,
 )
 from collectors.syscall_names import syscall_table
-from profiler.errors import CollectorUnavailable, TracingError, UsageError
+from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Profile, Rusage
 from profiler.target import (
     Interrupted,
@@ -61,6 +61,7 @@ from profiler.target import (
     relay_signals,
     spawn_paused,
 )
+from profiler.timeline import TimelineWriter
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "stprof.c"
 SETUP_FIX = "run `make setup` (or: apt-get install python3-bpfcc bpfcc-tools)"
@@ -95,13 +96,17 @@ class EbpfCollector(Collector):
     name: ClassVar[str] = "ebpf"
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,
-                 raw_syscalls: bool | None = None, raw_events: bool | None = None) -> None:
+                 raw_syscalls: bool | None = None, raw_events: bool | None = None,
+                 timeline_buffer: str | None = None) -> None:
         """``fault_method`` forces FAULT_SW_PAIR or FAULT_SAMPLING, ``raw_syscalls=False``
         the regular syscall tracepoints, ``raw_events=False`` the regular fault and
-        interrupt tracepoints (tests, benchmarks)."""
+        interrupt tracepoints, ``timeline_buffer`` ebpf_plan.TIMELINE_PERF the perf
+        buffer for --timeline (tests, benchmarks)."""
         super().__init__(options)
+        self._forced_timeline_buffer = timeline_buffer
         self._forced_fault_method = fault_method
         self._raw_syscalls = raw_syscalls
         self._raw_events = raw_events
@@ -109,6 +114,8 @@ class EbpfCollector(Collector):
         self.plan: Plan | None = None
         self._syscalls = syscall_table()
         self._refused_irq_tracepoints: list[str] = []
+        self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
+        self._closed: list[read.ClosedThread] = []
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -163,7 +170,7 @@ class EbpfCollector(Collector):
             raise CollectorUnavailable(f"ebpf collector: {problem}",
                                        "mount -t debugfs none /sys/kernel/debug")
         self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
-                              self._raw_events)
+                              self._raw_events, self._forced_timeline_buffer)
         self._bpf = _compile(self.plan)
         try:
             self._attach(self.plan)
@@ -182,11 +189,19 @@ class EbpfCollector(Collector):
         plan = self._require_plan()
         self._reset_maps()
         misses_before = self._recursion_misses()
-        if self.options.attach_pid is not None:
-            outcome = self._trace_attached(self.options.attach_pid)
-        else:
-            outcome = self._trace_command()
-        profile = self._read_profile(plan, outcome)
+        timeline = self._start_timeline(plan)
+        try:
+            if self.options.attach_pid is not None:
+                outcome = self._trace_attached(self.options.attach_pid)
+            else:
+                outcome = self._trace_command()
+            profile = self._read_profile(plan, outcome)
+        except BaseException:
+            if timeline is not None:
+                self._abandon_timeline(timeline)
+            raise
+        if timeline is not None:
+            self._finish_timeline(timeline, profile, outcome)
         missed = self._recursion_misses() - misses_before
         if missed > 0:
             profile.note(f"the kernel skipped {missed} probe runs (BPF recursion protection, "
@@ -239,6 +254,45 @@ class EbpfCollector(Collector):
                      "irqstats", "irqstart", "irqdevs", "drops", "samples"):
             read.bpf_map(bpf, name).clear()
         read.start_run(bpf)
+
+    # ------------------------------------------------------------ timeline
+    def _start_timeline(self, plan: Plan) -> TimelineWriter | None:
+        """With --timeline: a writer, and the ring buffer read into it from now on."""
+        if not plan.timeline or self.options.timeline is None:
+            return None
+        from collectors.ebpf_timeline import RingReader
+
+        if self._ring is None:
+            self._ring = RingReader(self._bpf, self._syscalls, plan.timeline_buffer)
+        writer = TimelineWriter(self.options.timeline, self.options.timeline_limit,
+                                origin_ns=time.monotonic_ns())
+        self._ring.start(writer)
+        return writer
+
+    def _abandon_timeline(self, writer: TimelineWriter) -> None:
+        self._ring.abandon()
+        writer.abort()
+
+    def _finish_timeline(self, writer: TimelineWriter, profile: Profile,
+                         outcome: Outcome) -> None:
+        self._ring.stop()
+        for thread in self._closed:
+            writer.thread(thread.tid, thread.tgid, int(thread.leaf.start), outcome.ended_ns)
+        names = {p.pid: p.comm for p in profile.processes}
+        about = {"collector": self.name, "command": list(self.options.command),
+                 "buffer": self._require_plan().timeline_buffer,
+                 "fault_slices": "timed page faults (perf software events page-faults -> "
+                                 "minor/major-faults)" if self._require_plan().fault_timed
+                                 else "none: fault time is sampled here, not timed per fault"}
+        if self._ring.error is not None:
+            profile.note(f"timeline: an event could not be decoded ({self._ring.error})")
+        try:
+            summary = writer.finish(outcome.ended_ns, names, about)
+        except StprofError as exc:
+            profile.note(f"timeline not written: {exc.one_line()}")
+            return
+        for text in summary.notes():
+            profile.note(text)
 
     def _recursion_misses(self) -> int:
         total = 0
@@ -348,6 +402,7 @@ class EbpfCollector(Collector):
         bpf = self._bpf
         options = self.options
         closed = read.live_threads(bpf, outcome.ended_ns)
+        self._closed = closed
         profile = Profile(
             command=list(options.command),
             exit_status=outcome.exit_status,

@@ -22,6 +22,10 @@ MAX_PROCS = 65536
 MAX_SYSCALLS = 512
 STACK_ENTRIES = 8192
 HIST_SLOTS = 48  # as in stprof.c
+# the timeline's ring buffer: 16384 pages (64 MiB on 4 KiB pages) hold ~1.3 M events,
+# the backlog of a syscall storm while the reader catches up
+TIMELINE_PAGES = 16384
+TIMELINE_RING, TIMELINE_PERF = "BPF ring buffer", "perf buffer"
 
 STACKS_OFF, STACKS_FAULTS, STACKS_KERNEL = 0, 1, 2
 
@@ -80,6 +84,10 @@ class Plan:
     # (tracepoint "category:event", BPF function) entry/exit pairs attached by
     # hand, as raw tracepoints when raw_events, else as regular ones
     manual_tracepoints: list[tuple[str, str]] = field(default_factory=list)
+    # stream every event to user space (--timeline): stprof.c's TIMELINE, through a
+    # BPF ring buffer (TIMELINE_RINGBUF, Linux 5.8+) or else a perf buffer
+    timeline: bool = False
+    timeline_buffer: str = TIMELINE_RING
 
     @property
     def fault_timed(self) -> bool:
@@ -112,6 +120,9 @@ class Plan:
             "MAX_PROCS": self.max_procs,
             "MAX_SYSCALLS": MAX_SYSCALLS,
             "STACK_ENTRIES": STACK_ENTRIES,
+            "TIMELINE": int(self.timeline),
+            "TIMELINE_PAGES": TIMELINE_PAGES,
+            "TIMELINE_RINGBUF": int(self.timeline_buffer == TIMELINE_RING),
         }
         return [f"-D{name}={value}" for name, value in defines.items()]
 
@@ -164,10 +175,20 @@ def sampling_event() -> str:
     return "cycles" if ok else "cpu-clock"
 
 
+def timeline_buffer(forced: str | None = None) -> str:
+    """The BPF ring buffer where the kernel has it (5.8+), else a perf buffer."""
+    if forced is not None:
+        return forced
+    version = kernel.kernel_version()
+    return TIMELINE_RING if version >= (5, 8) or version == (0, 0) else TIMELINE_PERF
+
+
 def make_plan(options: Options, forced_fault_method: str | None = None,
-              raw_syscalls: bool | None = None, raw_events: bool | None = None) -> Plan:
+              raw_syscalls: bool | None = None, raw_events: bool | None = None,
+              forced_timeline_buffer: str | None = None) -> Plan:
     """``raw_syscalls`` / ``raw_events`` False force the regular tracepoints for
-    syscalls / faults and interrupts (tests, benchmarks)."""
+    syscalls / faults and interrupts, ``forced_timeline_buffer`` TIMELINE_PERF the
+    perf buffer (tests, benchmarks)."""
     method = fault_timing_method(forced_fault_method)
     usable = (kernel.raw_tracepoint_usable() if raw_syscalls is not False
               or raw_events is not False else (False, ""))
@@ -194,4 +215,6 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         max_threads=MAX_THREADS,
         max_procs=MAX_PROCS,
         manual_tracepoints=irq_tracepoints(raw=events_ok),
+        timeline=options.timeline is not None,
+        timeline_buffer=timeline_buffer(forced_timeline_buffer),
     )

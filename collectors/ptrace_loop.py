@@ -143,6 +143,7 @@ class Tracer:
         rt_sigreturn_nr: int = -2,
         restart_syscall_nr: int = -2,
         entry_info: bool = False,
+        timeline: Any = None,
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
@@ -165,6 +166,8 @@ class Tracer:
         self.root_exit_ns: int | None = None
         self.lost_calls = 0
         self.resyncs = 0
+        # --timeline: ptracer.TimelineFeed, called once per call (None: no cost but a test)
+        self.timeline = timeline
         self._info = abi.SyscallInfo()
         regs_type = None if entry_info else self.binding.regs
         self._regs: Any = regs_type() if regs_type is not None else None
@@ -192,6 +195,8 @@ class Tracer:
             proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
         proc.tids.add(tid)
         state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        if self.timeline is not None:
+            self.timeline.thread(tid, state, time.monotonic_ns())
         return state
 
     def forget(self, tid: int) -> None:
@@ -262,6 +267,7 @@ class Tracer:
         outside = OUTSIDE
         unknown = UNKNOWN_NR
         root = self.root
+        timeline = self.timeline
         while threads:
             try:
                 tid, status = waitpid(-1, wall)
@@ -317,7 +323,7 @@ class Tracer:
             if d < 0:
                 d = 0
             if err and restart_low <= err <= restart_high and nr != sigreturn:
-                interrupt(tid, nr, d, raw_ns)  # not a call (yet): see the top
+                interrupt(tid, nr, d, raw_ns, st[1])  # not a call (yet): see the top
                 continue
             if interrupted and tid in interrupted:
                 nr, d, raw_ns = resume_interrupted(tid, st, nr, err, d, raw_ns)
@@ -342,9 +348,12 @@ class Tracer:
                 errnos[err] = errnos.get(err, 0) + 1
             if nr == sample_nr:
                 samples.append(raw_ns)
+            if timeline is not None:  # a restarted call's slice is its last attempt
+                timeline(tid, st[3], nr, st[1], min(d, t - st[1]), err,
+                         regs.rax if regs is not None else info.value)
 
     # ------------------------------------------------------------ restarts
-    def _interrupt(self, tid: int, nr: int, d: int, raw_ns: int) -> None:
+    def _interrupt(self, tid: int, nr: int, d: int, raw_ns: int, entry_ns: int) -> None:
         """An exit with a restart code: keep the attempt until its fate shows."""
         attempt = self.interrupted.get(tid)
         if attempt is not None and nr in (attempt[0], self.restart_syscall_nr):
@@ -352,7 +361,7 @@ class Tracer:
             attempt[1] += d
             attempt[2] += raw_ns
             return
-        self.interrupted[tid] = [nr, d, raw_ns]
+        self.interrupted[tid] = [nr, d, raw_ns, entry_ns]
 
     def _resume_interrupted(
         self, tid: int, st: list[Any], nr: int, err: int, d: int, raw_ns: int
@@ -369,14 +378,14 @@ class Tracer:
             return attempt[0], d + attempt[1], raw_ns + attempt[2]
         if nr == self.rt_sigreturn_nr and err == EINTR:
             del self.interrupted[tid]  # the handler's frame returns EINTR to the call
-            self._count_call(st, attempt[0], attempt[1], attempt[2], EINTR)
+            self._count_call(tid, st, attempt, EINTR)
         return nr, d, raw_ns
 
     def _settle_interrupted(self, tid: int, st: list[Any]) -> None:
         """The thread is gone: its interrupted attempt was its call."""
         attempt = self.interrupted.pop(tid, None)
         if attempt is not None:
-            self._count_call(st, attempt[0], attempt[1], attempt[2], 0)
+            self._count_call(tid, st, attempt, 0)
 
     def _stat(self, nr: int) -> list[Any]:
         s = self.stats.get(nr)
@@ -384,8 +393,12 @@ class Tracer:
             s = self.stats[nr] = new_stat()
         return s
 
-    def _count_call(self, st: list[Any], nr: int, d: int, raw_ns: int, err: int) -> None:
-        """Count one timed call as the hot loop does (for the rare paths)."""
+    def _count_call(self, tid: int, st: list[Any], attempt: list[int], err: int) -> None:
+        """Count an interrupted attempt ``[nr, d, raw_ns, entry_ns]`` as one timed
+        call, as the hot loop counts (for the rare paths), and give it its slice."""
+        nr, d, raw_ns, entry_ns = attempt
+        if self.timeline is not None:
+            self.timeline(tid, st[3], nr, entry_ns, d, err, -err)
         s = self._stat(nr)
         s[S_CALLS] += 1
         s[S_TOTAL] += d
@@ -525,6 +538,8 @@ class Tracer:
         s[S_CALLS] += 1
         s[S_UNTIMED] += 1
         st[2][0] += 1
+        if self.timeline is not None:
+            self.timeline.unfinished(st, nr, time.monotonic_ns())
 
     def _orig_nr(self, tid: int) -> int | None:
         regs = self._regs
@@ -536,6 +551,8 @@ class Tracer:
         return nr
 
     def _gone(self, tid: int, st: list[Any], status: int, t: int) -> None:
+        if self.timeline is not None:
+            self.timeline.thread_end(tid, st, t)
         self._untimed(st, None, tid)
         self._settle_interrupted(tid, st)
         del self.threads[tid]

@@ -33,7 +33,7 @@ from collectors import ptrace_abi as abi
 from collectors.base import Availability, Collector, Options, ProbeMethod
 from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
-from profiler.errors import CollectorUnavailable, TracingError, UsageError
+from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
 from profiler.target import (
     RELAYED_SIGNALS,
@@ -44,6 +44,7 @@ from profiler.target import (
     relay_signals,
     spawn_paused,
 )
+from profiler.timeline import TimelineWriter
 
 CALIBRATION_CALLS = 1000
 CALIBRATION_WARMUP = 100
@@ -62,6 +63,7 @@ class PtraceCollector(Collector):
     name: ClassVar[str] = "ptrace"
     description: ClassVar[str] = "ptrace syscall-stops (slow, works without root or bcc)"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
@@ -123,7 +125,13 @@ class PtraceCollector(Collector):
 
     # ------------------------------------------------------------ launching
     def _new_tracer(self, *, attach: bool = False) -> Tracer:
+        timeline = None
+        if self.options.timeline is not None:
+            writer = TimelineWriter(self.options.timeline, self.options.timeline_limit,
+                                    origin_ns=time.monotonic_ns())
+            timeline = TimelineFeed(writer, self._table)
         return Tracer(
+            timeline=timeline,
             overhead_ns=self._overhead_ns or 0,
             follow=self.options.follow,
             exit_kill=not attach,
@@ -153,6 +161,8 @@ class PtraceCollector(Collector):
                     survivors = tracer.detach_all()
         except BaseException:
             tracer.kill_all()
+            if tracer.timeline is not None:
+                tracer.timeline.writer.abort()
             child.kill()
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(child.pid, abi.WALL)
@@ -161,9 +171,12 @@ class PtraceCollector(Collector):
         err = child.exec_error()
         child.close()
         if err is not None:
+            if tracer.timeline is not None:
+                tracer.timeline.writer.abort()
             raise_exec_error(options.command[0], err)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         profile = self._profile(tracer)
+        _finish_timeline(tracer, profile, time.monotonic_ns())
         root = tracer.procs.get(child.pid)
         profile.exit_status = (
             decode_wait_status(tracer.root_status) if tracer.root_status is not None else None
@@ -189,11 +202,16 @@ class PtraceCollector(Collector):
                     tracer.loop()
                 except Interrupted:
                     interrupted = True
+        except BaseException:
+            if tracer.timeline is not None:
+                tracer.timeline.writer.abort()
+            raise
         finally:
             with _signals_held():
                 survivors = tracer.detach_all()
         profile = self._profile(tracer)
         profile.command = command
+        _finish_timeline(tracer, profile, time.monotonic_ns())
         profile.attached_pid = pid
         profile.exit_status = None
         profile.wall_ns = time.monotonic_ns() - started
@@ -312,6 +330,72 @@ class PtraceCollector(Collector):
         if not self.options.follow:
             profile.note("ptrace: --no-follow: only the first thread of the command is traced")
         return profile
+
+
+# ---------------------------------------------------------------- timeline
+class TimelineFeed:
+    """The tracer's calls as timeline slices (--timeline), written as they come.
+
+    The hot loop calls it once per completed call, after the tracee is resumed:
+    ``(tid, tgid, nr, entry_ns, corrected_ns, errno, raw_result)``.  A slice
+    starts at the entry stop and lasts the call's corrected time.  ptrace
+    sees no fault or interrupt times: the file has syscall slices only.
+    """
+
+    def __init__(self, writer: TimelineWriter, table: dict[int, str]) -> None:
+        self.writer = writer
+        self._table = table
+        self._tids: dict[int, int] = {}  # id of a thread's state list -> its tid
+
+    def __call__(self, tid: int, tgid: int, nr: int, entry_ns: int, dur_ns: int, err: int,
+                 result: int) -> None:
+        name = _signed_name(nr, self._table)
+        if err:
+            self.writer.syscall(tgid, tid, name, entry_ns, dur_ns, -err, errno_name(err))
+        else:
+            ret = result - abi.ULONG if result >= abi.ULONG // 2 else result
+            self.writer.syscall(tgid, tid, name, entry_ns, dur_ns, ret)
+
+    def thread(self, tid: int, state: list[Any], now_ns: int) -> None:
+        self._tids[id(state)] = tid
+        self.writer.thread(tid, state[3], now_ns)
+
+    def thread_end(self, tid: int, state: list[Any], now_ns: int) -> None:
+        self.writer.thread_end(tid, now_ns)
+
+    def unfinished(self, state: list[Any], nr: int, now_ns: int) -> None:
+        """A call that never reached its exit stop (exit, exit_group, death)."""
+        tid = self._tids.get(id(state), state[3])
+        life = self.writer.threads.get(tid)
+        if life is not None and life.end_ns is not None:  # settled at the thread's death
+            now_ns = min(now_ns, life.end_ns)
+        self.writer.syscall(state[3], tid, _signed_name(nr, self._table), state[1],
+                            max(0, now_ns - state[1]))
+
+
+def _signed_name(nr: int, table: dict[int, str]) -> str:
+    signed = nr - abi.ULONG if nr >= abi.ULONG // 2 else nr  # syscall(-1)
+    return syscall_name(signed, table)
+
+
+def _finish_timeline(tracer: Tracer, profile: Profile, end_ns: int) -> None:
+    feed = tracer.timeline
+    if feed is None:
+        return
+    names = {p.pid: p.comm for p in profile.processes}
+    totals = {p.pid: (p.minflt, p.majflt) for p in profile.processes}
+    about = {"collector": "ptrace", "command": list(profile.command),
+             "fault_slices": "none: ptrace measures no fault or interrupt times; each "
+                             "process's fault counter is its /proc total at its end",
+             "syscall_times": "entry stop to exit stop, less the tracer's calibrated cost "
+                              f"({profile.timing.get('overhead_ns_per_call', 0)} ns)"}
+    try:
+        summary = feed.writer.finish(end_ns, names, about, fault_totals=totals)
+    except StprofError as exc:
+        profile.note(f"timeline not written: {exc.one_line()}")
+        return
+    for text in summary.notes():
+        profile.note(text)
 
 
 # ---------------------------------------------------------------- helpers

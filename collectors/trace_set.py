@@ -15,8 +15,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from collectors.syscall_classes import X86_64_CLASSES
 from profiler.errors import UsageError
+from profiler.syscall_classes import X86_64_CLASSES
 
 CLASS_ALIASES = {"net": "network"}
 
@@ -30,17 +30,6 @@ class TraceSet:
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
-
-
-def syscall_class(name: str) -> str:
-    """The strace class a syscall is best known by (for a timeline's category):
-    its first of process, file, network, ipc, signal, memory, creds, clock,
-    desc; else 'other'."""
-    for cls in ("process", "file", "network", "ipc", "signal", "memory", "creds", "clock",
-                "desc"):
-        if name in X86_64_CLASSES[cls]:
-            return cls
-    return "other"
 
 
 def parse_trace_set(spec: str, known: Collection[str]) -> TraceSet:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from profiler.errors import EXIT_USAGE, UsageError
+from profiler.timeline import DEFAULT_LIMIT as DEFAULT_TIMELINE_LIMIT
 
 if TYPE_CHECKING:
     from collectors import Collector, Options
@@ -108,6 +109,20 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
 
+def add_timeline_options(parser: argparse.ArgumentParser) -> None:
+    """--timeline (stprof run): every event as Chrome Trace Event JSON (docs/timeline.md)."""
+    from profiler.timeline import DEFAULT_LIMIT
+
+    group = parser.add_argument_group("timeline")
+    group.add_argument("--timeline", metavar="FILE",
+                       help="also write every syscall, fault and interrupt as a Chrome Trace "
+                            "Event JSON timeline (Perfetto UI, chrome://tracing, speedscope)")
+    group.add_argument("--timeline-limit", type=positive_int, default=DEFAULT_LIMIT,
+                       metavar="N",
+                       help="stop recording the timeline after N syscall slices (or as many "
+                            f"fault or interrupt slices; default {DEFAULT_LIMIT:,})")
+
+
 def add_identity_options(group: Any) -> None:
     """Who the command runs as: root is for the probes, not for the command."""
     identity = group.add_mutually_exclusive_group()
@@ -156,6 +171,8 @@ def collector_options(args: argparse.Namespace) -> Options:
         credentials=credentials_of(args),
         kernel_stacks=args.kernel_stacks,
         stack_frequency_hz=args.frequency,
+        timeline=getattr(args, "timeline", None),
+        timeline_limit=getattr(args, "timeline_limit", DEFAULT_TIMELINE_LIMIT),
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from profiler.errors import UsageError
 from profiler.model import Profile, write_text_atomically
 from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
 from stprof.outputs import emit
@@ -15,15 +16,20 @@ def register(sub: Subparsers) -> None:
     parser = sub.add_parser("report", help="show a saved profile (from run --json)",
                             description="Render a profile saved with `stprof run --json`.")
     parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--format", choices=("text", "json", "folded", "html"), default="text",
+    parser.add_argument("--format", choices=("text", "json", "folded", "html", "timeline"),
+                        default="text",
                         help="text (default), the profile's JSON, folded stacks, or one "
-                             "self-contained HTML page (to -o FILE, else stdout)")
+                             "self-contained HTML page (to -o FILE, else stdout); timeline: "
+                             "only `stprof run --timeline FILE` can write one")
     add_view_options(parser)
     parser.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
+    if args.format == "timeline":
+        raise UsageError("a timeline cannot be made from a saved profile: it holds totals, "
+                         "not events; record one with `stprof run --timeline FILE -- COMMAND`")
     profile = Profile.load(args.file)
     if args.format == "html":
         _write_html(profile, args)

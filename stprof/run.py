@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from profiler.errors import StprofError
+from profiler.errors import StprofError, UsageError
 from profiler.model import Profile
 from stprof.options import (
     Subparsers,
     add_collector_options,
+    add_timeline_options,
     add_view_options,
     check_syscall_names,
     check_writable,
@@ -25,15 +26,19 @@ def register(sub: Subparsers) -> None:
                             description="Run COMMAND, trace its syscalls and traps, report.")
     add_collector_options(parser)
     add_view_options(parser)
+    add_timeline_options(parser)
     parser.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
-    check_writable(args.output, args.json, args.stacks, args.html)
+    check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
     check_syscall_names(view.only)
     options = collector_options(args)
     cls = choose_collector(args.collector)
+    if args.timeline is not None and not cls.writes_timeline:
+        raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
+                         "(the ebpf and ptrace collectors can)")
     with cls(options) as collector:
         profile: Profile = collector.run()
     try:

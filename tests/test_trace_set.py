@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.syscall_classes import X86_64_CLASSES
-from collectors.trace_set import parse_trace_set, syscall_class
+from collectors.trace_set import parse_trace_set
 from profiler.errors import UsageError
+from profiler.syscall_classes import X86_64_CLASSES, classes_of
 
 KNOWN = frozenset({"read", "write", "openat", "close", "getppid", "clone", "execve", "mmap",
                    "newfstatat", "socket", "kill", "futex"})
@@ -58,8 +58,8 @@ def test_classes_hold_strace_s_well_known_members() -> None:
     assert {"clone", "fork", "vfork", "execve", "exit_group", "wait4"} <= X86_64_CLASSES["process"]
     assert "getppid" not in set().union(*(X86_64_CLASSES[c] for c in (
         "file", "desc", "network", "process", "memory", "signal", "ipc", "creds", "clock")))
-    assert syscall_class("openat") == "file" and syscall_class("read") == "desc"
-    assert syscall_class("clone") == "process" and syscall_class("getppid") == "other"
+    assert classes_of("openat") == ("file", "desc") and classes_of("read") == ("desc",)
+    assert classes_of("clone") == ("process",) and classes_of("getppid") == ("other",)
 
 
 def _strace_seen(trace: str | None) -> set[str]:

@@ -1,12 +1,12 @@
-"""Write collectors/syscall_classes.py: strace's syscall classes for x86-64.
+"""Write profiler/syscall_classes.py: strace's syscall classes for x86-64.
 
 strace sorts syscalls into classes (`-e trace=%file`, `%desc`, ...) by flags
 in its per-architecture tables.  This reads those tables from a strace source
 tree (src/linux/x86_64/syscallent.h and src/linux/generic/syscallent-common.h)
 and writes the classes as data, so that stprof's `-e trace=%CLASS` and the
-timeline's categories mean what they mean to strace.
+timeline's categories (`cat`) mean what they mean to strace.
 
-    python3 tools/gen_syscall_classes.py STRACE_SOURCE_DIR [COMMIT] > collectors/syscall_classes.py
+    python3 tools/gen_syscall_classes.py STRACE_SOURCE_DIR [COMMIT] > profiler/syscall_classes.py
 """
 
 from __future__ import annotations
@@ -62,6 +62,20 @@ def main() -> None:
         print(line)
         print("    }),")
     print("}")
+    print(CLASSES_OF)
+
+
+# The lookup the timeline uses, written out with the data.
+CLASSES_OF = '''
+# the classes a timeline slice's `cat` names, in strace(1)'s order
+MAIN_CLASSES = ("file", "process", "network", "signal", "ipc", "desc", "memory", "creds",
+                "clock")
+
+
+def classes_of(name: str) -> tuple[str, ...]:
+    """strace's main classes of syscall ``name``, in strace(1)'s order; ("other",) if none."""
+    found = tuple(cls for cls in MAIN_CLASSES if name in X86_64_CLASSES[cls])
+    return found or ("other",)'''
 
 
 if __name__ == "__main__":

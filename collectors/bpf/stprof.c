@@ -19,6 +19,13 @@
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
  *   NR_RT_SIGRETURN NR_RESTART_SYSCALL           (-1 where the ABI has none)
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
+ *   TIMELINE        1: also send each syscall, timed fault, interrupt and thread
+ *                   end to user space through the ring buffer `tl_events`
+ *                   (stprof run --timeline); 0: none of that code is compiled
+ *   TIMELINE_PAGES  the ring buffer's size in pages (a power of 2)
+ *   TIMELINE_RINGBUF  1: a BPF ring buffer (Linux 5.8+); 0: a perf buffer, whose
+ *                   output needs the probe's context: the functions that emit
+ *                   take it as `ctx` (unused without TIMELINE)
  *
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
  * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
@@ -84,6 +91,7 @@ struct thread {
     u64 majflt;
     u64 fault_ns;
     u64 intr_ns;        /* time of the interrupted attempt of intr_key */
+    u64 intr_start;     /* when that attempt entered (its timeline slice) */
     s32 sys_nr;         /* syscall in progress, -1 if none (or not counted) */
     u32 tgid;
     u32 intr_key;       /* 1 + the syscall interrupted with a restart code,
@@ -198,6 +206,70 @@ static __always_inline void count_drop(u32 what)
     if (n)
         (*n)++;
 }
+
+/* Timeline event types (collectors/ebpf_timeline.py decodes them: keep in step);
+ * defined always, since count_call names them with or without TIMELINE. */
+enum tl_type { TL_SYSCALL = 0, TL_FAULT = 1, TL_IRQ = 2, TL_THREAD = 3, TL_UNFINISHED = 4,
+               NTL };
+
+#if TIMELINE
+/* One event of the timeline (profiler/timeline.py's slices), in time units of
+ * bpf_ktime_get_ns().  collectors/ebpf_timeline.py decodes it: keep in step. */
+
+struct tl_event {
+    u64 start;
+    u64 dur;
+    s64 value;          /* syscall: its return value; fault: 1 major; irq: device irq */
+    u32 tid;
+    u32 tgid;
+    u32 type;
+    s32 code;           /* syscall number; fault: 1 inside a syscall; irq: its kind */
+};
+
+#if TIMELINE_RINGBUF
+BPF_RINGBUF_OUTPUT(tl_events, TIMELINE_PAGES);
+#else
+BPF_PERF_OUTPUT(tl_events);
+#endif
+BPF_PERCPU_ARRAY(tl_lost, u64, NTL);      /* ring buffer full: events lost */
+BPF_PERCPU_ARRAY(tl_skipped, u64, NTL);   /* after user space stopped recording */
+BPF_ARRAY(tl_off, u32, 1);                /* 1: user space stopped recording */
+
+static __always_inline void tl_emit(void *ctx, u32 type, s32 code, u64 start, u64 dur,
+                                    s64 value, u32 tgid)
+{
+    u32 zero = 0;
+    u32 *off = tl_off.lookup(&zero);
+    struct tl_event ev = {};
+    u64 *n;
+
+    if (off && *off && type != TL_THREAD) {     /* threads' lives: always */
+        n = tl_skipped.lookup(&type);
+        if (n)
+            (*n)++;
+        return;
+    }
+    ev.start = start;
+    ev.dur = dur;
+    ev.value = value;
+    ev.tid = (u32)bpf_get_current_pid_tgid();
+    ev.tgid = tgid;
+    ev.type = type;
+    ev.code = code;
+#if TIMELINE_RINGBUF
+    if (tl_events.ringbuf_output(&ev, sizeof(ev), 0)) {
+#else
+    if (tl_events.perf_submit(ctx, &ev, sizeof(ev))) {
+#endif
+        n = tl_lost.lookup(&type);
+        if (n)
+            (*n)++;
+    }
+}
+#define TL_EMIT(...) tl_emit(__VA_ARGS__)
+#else
+#define TL_EMIT(...) do { } while (0)
+#endif
 
 /* log2 bucket as profiler.model.log2_bucket: 0 for 0, else bit length. */
 static __always_inline u32 bucket(u64 v)
@@ -448,9 +520,15 @@ static __always_inline void abandon_fault(struct thread *t)
     add_span(&t->charge[C_UNKNOWN], take_pending(&t->pend_cpu) + take_pending(&t->pend_off));
 }
 
-/* One call of syscall nr that took d ns and returned ret. */
-static __always_inline void count_call(struct thread *t, s32 nr, u64 d, long ret)
+/* One call of syscall nr that took d ns and returned ret; with --timeline,
+ * its slice: `type` (TL_SYSCALL, or TL_UNFINISHED for a call its thread's
+ * exit cut short) from `start` for `span` ns (a restarted call's slice is its
+ * last attempt).  Every counted call has its slice, so the timeline's slices
+ * per syscall equal the counts. */
+static __always_inline void count_call(void *ctx, struct thread *t, s32 nr, u64 d, long ret,
+                                       u32 type, u64 start, u64 span)
 {
+    TL_EMIT(ctx, type, nr, start, span, ret, t->tgid);
     u32 key = nr;
     struct sysstat *s = sysstats.lookup(&key);
 
@@ -509,7 +587,8 @@ static __always_inline void count_restart(u32 key)
  *   - the thread's exit: one call (sched_process_exit).
  * The signal handler's calls in between leave it pending; a second
  * interruption in that handler replaces it.  ptrace_loop.py does the same. */
-static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long ret)
+static __always_inline void record_call(void *ctx, struct thread *t, s32 nr, u64 d, long ret,
+                                        u32 type, u64 start)
 {
     u32 pending = t->intr_key;
 
@@ -520,6 +599,7 @@ static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long re
         } else {
             t->intr_key = (u32)nr + 1;
             t->intr_ns = d;
+            t->intr_start = start;
         }
         return;
     }
@@ -527,15 +607,16 @@ static __always_inline void record_call(struct thread *t, s32 nr, u64 d, long re
         if (pending == (u32)nr + 1 || nr == NR_RESTART_SYSCALL) {
             t->intr_key = 0;
             count_restart(pending - 1);
-            count_call(t, pending - 1, d + t->intr_ns, ret);
+            count_call(ctx, t, pending - 1, d + t->intr_ns, ret, type, start, d);
             return;
         }
         if (nr == NR_RT_SIGRETURN && ret == -EINTR) {
             t->intr_key = 0;
-            count_call(t, pending - 1, t->intr_ns, -EINTR);
+            count_call(ctx, t, pending - 1, t->intr_ns, -EINTR, TL_SYSCALL, t->intr_start,
+                       t->intr_ns);
         }
     }
-    count_call(t, nr, d, ret);
+    count_call(ctx, t, nr, d, ret, type, start, d);
 }
 
 static __always_inline void note_exit_code(s32 nr, u64 code)
@@ -592,7 +673,7 @@ static __always_inline int on_sys_enter(struct thread *t, long id, u64 arg0_or_r
     return 0;
 }
 
-static __always_inline int on_sys_exit(struct thread *t, long ret)
+static __always_inline int on_sys_exit(void *ctx, struct thread *t, long ret)
 {
     u64 now;
     s32 nr;
@@ -609,7 +690,7 @@ static __always_inline int on_sys_exit(struct thread *t, long ret)
     if (nr < 0)
         return 0;       /* a new thread returning from clone, or attach */
     t->sys_nr = -1;
-    record_call(t, nr, now - t->sys_start, ret);
+    record_call(ctx, t, nr, now - t->sys_start, ret, TL_SYSCALL, t->sys_start);
     return 0;
 }
 
@@ -621,7 +702,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    return on_sys_exit(syscall_thread(ctx->args[0]), (long)ctx->args[1]);
+    return on_sys_exit(ctx, syscall_thread(ctx->args[0]), (long)ctx->args[1]);
 }
 #else
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
@@ -632,7 +713,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
-    return on_sys_exit(current_thread(), args->ret);
+    return on_sys_exit(args, current_thread(), args->ret);
 }
 #endif
 
@@ -785,11 +866,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         abandon_fault(t);
     /* exit(), exit_group() and calls cut short by a fatal signal */
     if (t->sys_nr >= 0)
-        record_call(t, t->sys_nr, now - t->sys_start, 0);
+        record_call(args, t, t->sys_nr, now - t->sys_start, 0, TL_UNFINISHED, t->sys_start);
     if (t->intr_key) {      /* an interrupted call never resumed: a call */
-        count_call(t, t->intr_key - 1, t->intr_ns, 0);
+        count_call(args, t, t->intr_key - 1, t->intr_ns, 0, TL_UNFINISHED, t->intr_start,
+                   t->intr_ns);
         t->intr_key = 0;
     }
+    TL_EMIT(args, TL_THREAD, 0, t->start, now - t->start, 0, t->tgid);
     fold_into_budget(t, now);
     fold_into_proc(t);
     drop_slot(tid);
@@ -919,7 +1002,7 @@ int on_fault_start(void *ctx)
 }
 
 /* software events minor-faults / major-faults: handle_mm_fault() accounted it */
-static __always_inline int fault_done(int major)
+static __always_inline int fault_done(void *ctx, int major)
 {
     u32 zero = 0;
     struct thread *t = current_thread();
@@ -954,6 +1037,7 @@ static __always_inline int fault_done(int major)
     if (!t->fault_ts)
         return 0;
     d = now - t->fault_ts;
+    TL_EMIT(ctx, TL_FAULT, t->fault_in_sys, t->fault_ts, d, major, t->tgid);
     t->fault_ts = 0;
     fs->timed++;
     hist_add(fs->hist, d);
@@ -974,12 +1058,12 @@ static __always_inline int fault_done(int major)
 
 int on_fault_minor(void *ctx)
 {
-    return fault_done(0);
+    return fault_done(ctx, 0);
 }
 
 int on_fault_major(void *ctx)
 {
-    return fault_done(1);
+    return fault_done(ctx, 1);
 }
 
 /* ---------------------------------------------------------- interrupts */
@@ -1003,7 +1087,7 @@ static __always_inline int irq_enter(u32 kind)
 }
 
 /* The interrupt's duration goes to *took; returns 0 if it was not counted. */
-static __always_inline int irq_leave_timed(u32 kind, u64 *took)
+static __always_inline int irq_leave_timed(void *ctx, u32 kind, u64 *took, u64 *took_start)
 {
     struct thread *t = current_thread();
     struct irqstat *st;
@@ -1020,6 +1104,12 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took)
         *took = now - *start;
         st->count++;
         st->ns += *took;
+#if TIMELINE
+        if (kind != IRQ_HANDLER)    /* device irqs: in irq_handler_done, with the irq */
+            tl_emit(ctx, TL_IRQ, kind, *start, *took, -1, t->tgid);
+        else
+            *took_start = *start;
+#endif
         *start = 0;
         counted = 1;
     }
@@ -1029,10 +1119,10 @@ static __always_inline int irq_leave_timed(u32 kind, u64 *took)
     return counted;
 }
 
-static __always_inline int irq_leave(u32 kind)
+static __always_inline int irq_leave(void *ctx, u32 kind)
 {
-    u64 took = 0;
-    irq_leave_timed(kind, &took);
+    u64 took = 0, took_start = 0;
+    irq_leave_timed(ctx, kind, &took, &took_start);
     return 0;
 }
 
@@ -1040,7 +1130,7 @@ static __always_inline int irq_leave(u32 kind)
  * regular tracepoints alike: the vector number is not read) */
 #define VECTOR(name, kind) \
     int vec_in_##name(void *ctx) { return irq_enter(kind); } \
-    int vec_out_##name(void *ctx) { return irq_leave(kind); }
+    int vec_out_##name(void *ctx) { return irq_leave(ctx, kind); }
 
 VECTOR(local_timer, 0)
 VECTOR(reschedule, 1)
@@ -1053,14 +1143,21 @@ VECTOR(error_apic, 7)
 VECTOR(spurious_apic, 8)
 VECTOR(deferred_error_apic, 9)
 
-static __always_inline int irq_handler_done(u32 irq)
+static __always_inline int irq_handler_done(void *ctx, u32 irq)
 {
     struct irqstat fresh = {};
     struct irqstat *st;
-    u64 took = 0;
+    u64 took = 0, took_start = 0;
 
-    if (!irq_leave_timed(IRQ_HANDLER, &took))
+    if (!irq_leave_timed(ctx, IRQ_HANDLER, &took, &took_start))
         return 0;
+#if TIMELINE
+    {
+        struct thread *t = current_thread();
+        if (t)
+            tl_emit(ctx, TL_IRQ, IRQ_HANDLER, took_start, took, irq, t->tgid);
+    }
+#endif
     st = irqdevs.lookup_or_try_init(&irq, &fresh);
     if (st) {
         __sync_fetch_and_add(&st->count, 1);
@@ -1074,9 +1171,9 @@ static __always_inline int softirq_in(u32 vec)
     return vec < 10 ? irq_enter(IRQ_SOFTIRQ + vec) : 0;
 }
 
-static __always_inline int softirq_out(u32 vec)
+static __always_inline int softirq_out(void *ctx, u32 vec)
 {
-    return vec < 10 ? irq_leave(IRQ_SOFTIRQ + vec) : 0;
+    return vec < 10 ? irq_leave(ctx, IRQ_SOFTIRQ + vec) : 0;
 }
 
 #if RAW_EVENTS
@@ -1093,7 +1190,7 @@ int on_irq_entry(struct bpf_raw_tracepoint_args *ctx)
 
 int on_irq_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return irq_handler_done((u32)ctx->args[0]);
+    return irq_handler_done(ctx, (u32)ctx->args[0]);
 }
 
 int on_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
@@ -1103,7 +1200,7 @@ int on_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
 
 int on_softirq_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return softirq_out((u32)ctx->args[0]);
+    return softirq_out(ctx, (u32)ctx->args[0]);
 }
 #else
 TRACEPOINT_PROBE(irq, irq_handler_entry)
@@ -1113,7 +1210,7 @@ TRACEPOINT_PROBE(irq, irq_handler_entry)
 
 TRACEPOINT_PROBE(irq, irq_handler_exit)
 {
-    return irq_handler_done(args->irq);
+    return irq_handler_done(args, args->irq);
 }
 
 TRACEPOINT_PROBE(irq, softirq_entry)
@@ -1123,7 +1220,7 @@ TRACEPOINT_PROBE(irq, softirq_entry)
 
 TRACEPOINT_PROBE(irq, softirq_exit)
 {
-    return softirq_out(args->vec);
+    return softirq_out(args, args->vec);
 }
 #endif
 

@@ -101,3 +101,13 @@ X86_64_CLASSES: dict[str, frozenset[str]] = {
         'statfs',
     }),
 }
+
+# the classes a timeline slice's `cat` names, in strace(1)'s order
+MAIN_CLASSES = ("file", "process", "network", "signal", "ipc", "desc", "memory", "creds",
+                "clock")
+
+
+def classes_of(name: str) -> tuple[str, ...]:
+    """strace's main classes of syscall ``name``, in strace(1)'s order; ("other",) if none."""
+    found = tuple(cls for cls in MAIN_CLASSES if name in X86_64_CLASSES[cls])
+    return found or ("other",)
