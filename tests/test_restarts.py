@@ -223,3 +223,25 @@ def test_ptrace_get_syscall_info_method_counts_alike(
     if expected[2] is not None:
         assert s.restarts == expected[2]
     assert_no_restart_codes(profile)
+
+
+# ------------------------------------------------------------------ timeline
+@pytest.mark.parametrize("collector", COLLECTORS)
+@pytest.mark.parametrize("args", [["read", "restart"], ["read", "handler"], ["sleep", "stop"],
+                                  ["fork", "200", "handler"]])
+def test_timeline_has_one_slice_per_counted_call_across_restarts(
+        collector: str, args: list[str], tmp_path: Path) -> None:
+    """A restarted call is one call and one slice; an EINTR attempt is one of each."""
+    _needs(collector)
+    profile_path, timeline_path = tmp_path / "p.json", tmp_path / "t.json"
+    result = subprocess.run(
+        [*STPROF, "run", "-c", collector, "--json", str(profile_path), "-o", str(tmp_path / "r"),
+         "--timeline", str(timeline_path), "--", str(build("restarts")), *args],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    assert result.returncode == 0, result.stderr
+    profile = Profile.load(profile_path)
+    slices: dict[str, int] = {}
+    for event in json.loads(timeline_path.read_text())["traceEvents"]:
+        if event["ph"] == "X" and event["cat"] not in ("fault", "irq", "softirq"):
+            slices[event["name"]] = slices.get(event["name"], 0) + 1
+    assert slices == {name: s.calls for name, s in profile.syscalls.items() if s.calls}
