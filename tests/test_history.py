@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import Browser
+from browser import unavailable_reason as browser_unavailable
 from collector_guard import unavailable_reason
 
 from profiler import history as history_module
@@ -293,14 +295,12 @@ def test_two_processes_of_20_transactions_each_interleave_safely(tmp_path: Path)
 
 
 # ------------------------------------------------------------ charts
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 def test_charts_open_in_chromium_and_png_has_its_size(steps: StepsHistory,
                                                       tmp_path: Path) -> None:
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("no /usr/bin/chromium (tools/setup-system.sh installs it)")
+    if browser_unavailable():
+        pytest.skip(browser_unavailable())
     html, png = tmp_path / "history.html", tmp_path / "history.png"
     metrics = ["total.calls", "getppid.calls", "faults.count", "total.syscall_ns"]
     done = stprof("history", "--db", str(steps.db), "--name", NAME,
@@ -308,7 +308,7 @@ def test_charts_open_in_chromium_and_png_has_its_size(steps: StepsHistory,
                   "--html", str(html), "--png", str(png))
     assert done.returncode == 0, done.stderr
     charts = _open_in_chromium(html)
-    assert charts["errors"] == [] and charts["requests"] == []
+    assert charts["problems"] == []
     assert charts["canvases"] == len(metrics)
     assert charts["runs"] == [COMMITS * REPEAT] * len(metrics)
     assert charts["changes"][:2] == [[CHANGE_AT - 1], [CHANGE_AT - 1]]
@@ -320,49 +320,28 @@ def test_charts_open_in_chromium_and_png_has_its_size(steps: StepsHistory,
 
 
 def _open_in_chromium(html: Path) -> dict[str, Any]:
-    from playwright.sync_api import Route, sync_playwright
-
-    errors: list[str] = []
-    requests: list[str] = []
-
-    def block(route: Route) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            requests.append(route.request.url)
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1050, "height": 900})
-            page.route("**/*", block)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(html.as_uri())
-            result: dict[str, Any] = page.evaluate("""() => ({
-              canvases: document.querySelectorAll('.chart canvas').length,
-              runs: window.stprofCharts.map(u => u.data[2].filter(v => v !== null).length),
-              changes: JSON.parse(document.getElementById('history-data').textContent)
-                         .map(c => c.changes),
-              painted: [...document.querySelectorAll('.chart canvas')].map(c => {
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let n = 0;
-                for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-                return n;
-              }),
-            })""")
-            first = page.locator("#chart-0 .u-over")
-            box = first.bounding_box()
-            assert box is not None
-            # the first commit's runs sit at the left end of the x range
-            page.mouse.move(box["x"] + box["width"] * 0.6 / (COMMITS + 0.2),
-                            box["y"] + box["height"] / 2)
-            result["tip"] = page.locator("#chart-0 .tip").inner_text()
-        finally:
-            browser.close()
-    result["errors"], result["requests"] = errors, requests
+    with Browser() as browser, browser.open(html, width=1050, height=900) as visit:
+        page = visit.page
+        result: dict[str, Any] = page.evaluate("""() => ({
+          canvases: document.querySelectorAll('.chart canvas').length,
+          runs: window.stprofCharts.map(u => u.data[2].filter(v => v !== null).length),
+          changes: JSON.parse(document.getElementById('history-data').textContent)
+                     .map(c => c.changes),
+          painted: [...document.querySelectorAll('.chart canvas')].map(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+            return n;
+          }),
+        })""")
+        first = page.locator("#chart-0 .u-over")
+        box = first.bounding_box()
+        assert box is not None
+        # the first commit's runs sit at the left end of the x range
+        page.mouse.move(box["x"] + box["width"] * 0.6 / (COMMITS + 0.2),
+                        box["y"] + box["height"] / 2)
+        result["tip"] = page.locator("#chart-0 .tip").inner_text()
+        result["problems"] = visit.problems()
     return result
 
 
