@@ -33,6 +33,7 @@ from reports.html_tables import (
     process_table,
     syscall_table,
 )
+from reports.overview import overview_rows
 from reports.text import BUDGET_LABELS, FEW_SAMPLES
 from reports.units import fmt_count, fmt_ns, fmt_pct
 
@@ -168,27 +169,6 @@ def stand_in_sentences(profile: Profile) -> list[str]:
             "interrupts) and kernel work outside syscalls, which this collector cannot time."]
 
 
-def overview(profile: Profile) -> list[tuple[str, str]]:
-    """The figures the text report's overview table shows."""
-    rusage, faults = profile.rusage, profile.faults
-    rows = [
-        ("syscalls", f"{fmt_count(profile.total_calls)} calls, "
-                     f"{fmt_count(profile.total_errors)} errors, "
-                     f"{len(profile.syscalls)} distinct"),
-        ("time in syscalls", fmt_ns(profile.total_syscall_ns)),
-        ("user time (rusage)", fmt_ns(rusage.user_ns)),
-        ("system time (rusage)", fmt_ns(rusage.sys_ns)),
-        ("page faults", f"{fmt_count(faults.count)} ({fmt_count(faults.minor)} minor, "
-                        f"{fmt_count(faults.major)} major)"),
-        ("page-fault time", fmt_ns(faults.total_ns) if faults.total_ns is not None
-         else "not measured by this collector"),
-    ]
-    if profile.irqs is not None:
-        rows.append(("interrupts", f"{fmt_count(profile.irqs.count)}, "
-                                   f"{fmt_ns(profile.irqs.total_ns)}"))
-    return rows
-
-
 def _missing(table: dict[str, str], collector: str, default: str) -> str:
     return table.get(collector, default)
 
@@ -235,7 +215,7 @@ class HtmlRenderer(Renderer):
             "missing_budget": "" if budget else _missing(
                 MISSING_BUDGET, profile.collector,
                 f"The {profile.collector} collector measured no time budget."),
-            "overview": overview(profile),
+            "overview": overview_rows(profile),
             "syscalls": syscall_table(profile, self.view),
             "timing_note": self._timing_note(profile),
             "fault_place": fault_place_bar(profile),

@@ -10,6 +10,7 @@ from tabulate import tabulate
 from profiler.model import Budget, Profile, SyscallStats
 from reports.base import Renderer
 from reports.histogram import log2_hist_lines
+from reports.overview import overview_rows
 from reports.units import fmt_count, fmt_ns, fmt_pct
 
 SORT_KEYS: dict[str, Callable[[tuple[str, SyscallStats]], object]] = {
@@ -101,35 +102,8 @@ class TextRenderer(Renderer):
         )
 
     def overview(self, profile: Profile) -> str:
-        rusage = profile.rusage
-        faults = profile.faults
-        syscall_ns = profile.total_syscall_ns
-        rows: list[tuple[str, str]] = [
-            ("syscalls", f"{fmt_count(profile.total_calls)} calls, "
-                         f"{fmt_count(profile.total_errors)} errors, "
-                         f"{len(profile.syscalls)} distinct"),
-            ("time in syscalls", fmt_ns(syscall_ns)),
-            ("user time (rusage)", fmt_ns(rusage.user_ns)),
-            ("system time (rusage)", fmt_ns(rusage.sys_ns)),
-            ("page faults", f"{fmt_count(faults.count)} "
-                            f"({fmt_count(faults.minor)} minor, {fmt_count(faults.major)} major"
-                            + self._fault_split(profile) + ")"),
-            ("page-fault time", fmt_ns(faults.total_ns) if faults.total_ns is not None
-             else "not measured by this collector"),
-        ]
-        if profile.irqs is not None:
-            rows.append(("interrupts", f"{fmt_count(profile.irqs.count)}, "
-                                       f"{fmt_ns(profile.irqs.total_ns)}"))
-        table = _table(rows, ["overview", ""])
+        table = _table(overview_rows(profile), ["overview", ""])
         return table + "\n\n" + self._unexplained_line(profile)
-
-    @staticmethod
-    def _fault_split(profile: Profile) -> str:
-        faults = profile.faults
-        if faults.user or faults.in_syscall:
-            return (f"; {fmt_count(faults.user)} in user code, "
-                    f"{fmt_count(faults.in_syscall)} inside syscalls")
-        return ""
 
     @staticmethod
     def _unexplained_line(profile: Profile) -> str:
