@@ -40,8 +40,8 @@ from typing import Any
 
 from profiler import stats
 from profiler.compare import BudgetResult, Kind, Threshold, metric_kind, metric_series
-from profiler.errors import InputError
-from profiler.model import Profile, read_input_file
+from profiler.errors import InputError, shown
+from profiler.model import MIB, Profile, read_input_file
 
 _OPERATORS = {"max": "<=", "min": ">="}
 _TIME_UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
@@ -79,8 +79,13 @@ class BudgetFile:
 
 
 # ------------------------------------------------------------------ parsing
+# The most stprof reads of a budget file: a few lines of limits are a few
+# hundred bytes, so a file of a megabyte is no budget (README: "Input files").
+BUDGET_LIMIT = 1 * MIB
+
+
 def load_budget(path: str | os.PathLike[str]) -> BudgetFile:
-    return parse_budget(read_input_file(path), str(path))
+    return parse_budget(read_input_file(path, BUDGET_LIMIT, "budget file"), shown(path))
 
 
 def parse_budget(text: str, source: str = "budget") -> BudgetFile:
@@ -105,6 +110,8 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
         data: dict[str, Any] = toml.loads(text)
     except toml.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid TOML (nested too deeply)") from None
     return data
 
 

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from profiler.errors import InputError
+from profiler.errors import InputError, shown
 from profiler.model import (
     SCHEMA as PROFILE_SCHEMA,
 )
@@ -141,7 +141,7 @@ class Record:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Record:
-        source = str(path)
+        source = shown(path)
         return cls.from_dict(load_json_text(read_input_file(path), source), source)
 
 
