@@ -8,7 +8,7 @@ from profiler.budgets import load_budget
 from profiler.compare import check_comparable
 from profiler.record import Record
 from stprof.ci import EPILOG, add_judging_options, emit_comparison, judge, threshold_of
-from stprof.options import Subparsers
+from stprof.options import Subparsers, check_writable
 
 
 def register(sub: Subparsers) -> None:
@@ -23,6 +23,7 @@ def register(sub: Subparsers) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    check_writable(args.markdown, args.junit, args.json)
     budget = load_budget(args.budget) if args.budget else None
     threshold = threshold_of(args, budget)
     baseline = Record.load(args.baseline)

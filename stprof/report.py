@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from profiler.model import Profile
-from stprof.options import Subparsers, add_view_options, say, view_of
+from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
 from stprof.outputs import emit
 
 
@@ -22,6 +22,7 @@ def register(sub: Subparsers) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     view = view_of(args)
+    check_writable(args.output, args.json, args.stacks)
     profile = Profile.load(args.file)
     if args.format != "text":
         from reports import RENDERERS
