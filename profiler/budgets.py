@@ -30,6 +30,7 @@ file is one ``InputError`` line (exit status 2).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -150,8 +151,10 @@ def _limit(metric: str, value: Any, operator: str, source: str) -> Limit:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InputError(f"{where}: limit must be a number or a string like \"+10%\"")
     if isinstance(value, (int, float)):
+        if not _finite(value):
+            raise InputError(f"{where}: limit {_short(value)} is not a finite number")
         if value < 0:
-            raise InputError(f"{where}: limit {value} is negative")
+            raise InputError(f"{where}: limit {_short(value)} is negative")
         return Limit(metric, operator, str(value), float(value), relative=False, percent=False)
     return _limit_from_text(metric, value, operator, kind, where)
 
@@ -163,6 +166,8 @@ def _limit_from_text(metric: str, text: str, operator: str, kind: Kind, where: s
                          "(write 10, \"+10%\", \"-5%\", \"+3\", \"2ms\" or \"+500us\")")
     sign, number, unit = match.groups()
     amount = float(number) * (-1.0 if sign == "-" else 1.0)
+    if not math.isfinite(amount * _TIME_UNITS.get(unit, 1.0)):
+        raise InputError(f"{where}: limit {_short(text)} is not a finite number")
     if unit == "%":
         if not sign:
             raise InputError(f"{where}: write \"+{number}%\" or \"-{number}%\" "
@@ -213,8 +218,10 @@ def _plain_number(value: Any) -> float:
         raise ValueError(f"expected a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {_short(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_short(value)}")
     if number < 0:
         raise ValueError(f"{value!r} is negative")
     return number
@@ -225,7 +232,10 @@ def _duration_ns(value: Any) -> float:
         match = _LIMIT.match(value)
         if match is None or match.group(1) or match.group(3) == "%":
             raise ValueError(f"expected a duration like \"200us\", got {value!r}")
-        return float(match.group(2)) * _TIME_UNITS[match.group(3) or "ns"]
+        duration = float(match.group(2)) * _TIME_UNITS[match.group(3) or "ns"]
+        if not math.isfinite(duration):
+            raise ValueError(f"expected a finite duration, got {_short(value)}")
+        return duration
     return _plain_number(value)
 
 
@@ -234,6 +244,19 @@ def _probability(value: Any) -> float:
     if not 0 < number < 1:
         raise ValueError(f"must lie between 0 and 1, got {value!r}")
     return number
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr(value), cut to ``limit`` characters: a limit may be a long number."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 # ------------------------------------------------------------------ checking

@@ -347,9 +347,9 @@ class Profile:
             )
         try:
             return cls(
-                command=list(data["command"]),
-                exit_status=data.get("exit_status"),
-                collector=str(data["collector"]),
+                command=_checked(data["command"], "list[str]", "command"),
+                exit_status=_checked(data.get("exit_status"), "int | None", "exit_status"),
+                collector=_checked(data["collector"], "str", "collector"),
                 wall_ns=int(data["wall_ns"]),
                 rusage=_section(Rusage, data["rusage"]),
                 syscalls={
@@ -358,15 +358,15 @@ class Profile:
                 },
                 processes=[_section(ProcessStats, p) for p in data.get("processes", [])],
                 faults=_section(Faults, data["faults"]),
-                notes=list(data.get("notes", [])),
-                timing=dict(data.get("timing") or {}),
+                notes=_checked(data.get("notes", []), "list[str]", "notes"),
+                timing=_checked(data.get("timing") or {}, "dict", "timing"),
                 irqs=_section(Irqs, data["irqs"]) if data.get("irqs") else None,
                 budget=_section(Budget, data["budget"]) if data.get("budget") else None,
                 stacks=_section(Stacks, data["stacks"]) if data.get("stacks") else None,
-                attached_pid=data.get("attached_pid"),
-                host=dict(data.get("host") or {}),
+                attached_pid=_checked(data.get("attached_pid"), "int | None", "attached_pid"),
+                host=_checked(data.get("host") or {}, "dict[str, str]", "host"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             reason = describe_error(exc)
             raise InputError(f"{source}: malformed stprof profile ({reason})") from None
 
@@ -399,7 +399,18 @@ _FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
     "list[int]": lambda v: isinstance(v, list) and all(isinstance(i, int) for i in v),
     "dict[str, int]": lambda v: isinstance(v, dict) and all(
         isinstance(i, int) for i in v.values()),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    "dict[str, str]": lambda v: isinstance(v, dict) and all(
+        isinstance(i, str) for i in v.values()),
+    "dict": lambda v: isinstance(v, dict),
 }
+
+
+def _checked(value: Any, kind: str, key: str) -> Any:
+    """``value`` when it has the type ``kind`` names (a key of _FIELD_CHECKS)."""
+    if not _FIELD_CHECKS[kind](value):
+        raise TypeError(f"{key} has the wrong type")
+    return value
 
 
 def _section(cls: type[_Section], value: Any) -> _Section:
