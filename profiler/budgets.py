@@ -111,6 +111,8 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
         data: dict[str, Any] = toml.loads(text)
     except toml.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML ({exc})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InputError(f"{source}: not valid TOML ({str(exc).splitlines()[0]})") from None
     except RecursionError:
         raise InputError(f"{source}: not valid TOML (nested too deeply)") from None
     return data
