@@ -521,4 +521,4 @@ def write_text_atomically(path: Path, text: str) -> None:
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise InputError(f"{shown(path)}: cannot write ({exc.strerror})") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from profiler.errors import shown
 from profiler.model import Profile
 from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
 from stprof.outputs import emit
@@ -28,7 +29,7 @@ def execute(args: argparse.Namespace) -> int:
         from reports import RENDERERS
 
         if args.format == "folded" and profile.stacks is None:
-            say(f"{args.file} holds no kernel stacks "
+            say(f"{shown(args.file)} holds no kernel stacks "
                 f"(the {profile.collector} collector sampled none)")
         sys.stdout.write(RENDERERS[args.format](view).render(profile))
         return 0
