@@ -19,15 +19,15 @@ and names the first that holds here:
 Kernel lockdown does not restrict ptrace, so it is not among them.  When
 none holds, the message says so instead of guessing (SELinux, AppArmor or
 a BPF LSM program can refuse too, and do not say so to the process).
-Everything here reads /proc and /proc/sys; only the Landlock check forks a
+Everything here reads /proc and /proc/sys; only the Landlock check starts a
 child, which restricts itself and exits.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
+import subprocess
+import sys
 from pathlib import Path
 
 from profiler.errors import shown
@@ -142,26 +142,36 @@ def _landlock(pid: int) -> tuple[str, str] | None:
             "run stprof outside the sandbox")
 
 
+# Adds empty Landlock layers until the kernel refuses one; exits with how
+# many it added, 255 where Landlock is missing.  Run as a child of its own,
+# which nothing else shares.
+_LAYER_COUNTER = f"""
+import ctypes, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+ruleset = ctypes.create_string_buffer(struct.pack("Q", {LANDLOCK_ACCESS_FS_EXECUTE}))
+fd = libc.syscall({SYS_LANDLOCK_CREATE_RULESET}, ruleset, 8, 0)
+if fd < 0:
+    sys.exit(255)
+libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: needed without CAP_SYS_ADMIN
+added = 0
+while added <= {LANDLOCK_MAX_NUM_LAYERS} and libc.syscall({SYS_LANDLOCK_RESTRICT_SELF}, fd, 0) == 0:
+    added += 1
+sys.exit(added)
+"""
+
+
 def landlock_depth() -> int | None:
     """How many Landlock layers confine stprof, None if it cannot be told.
 
-    Counted by a forked child adding empty layers until the kernel's limit
-    of 16 refuses one (E2BIG): what it could not add, stprof's sandbox has.
+    Counted by a child adding empty layers until the kernel's limit of 16
+    refuses one (E2BIG): what it could not add, stprof's sandbox has.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    ruleset = ctypes.create_string_buffer(struct.pack("Q", LANDLOCK_ACCESS_FS_EXECUTE))
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child only makes syscalls and exits
-        added = 0
-        fd = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ruleset, 8, 0)
-        if fd >= 0:
-            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: needed without CAP_SYS_ADMIN
-            while added <= LANDLOCK_MAX_NUM_LAYERS and libc.syscall(
-                    SYS_LANDLOCK_RESTRICT_SELF, fd, 0) == 0:
-                added += 1
-        os._exit(added if fd >= 0 else 255)
-    _, status = os.waitpid(child, 0)
-    added = os.waitstatus_to_exitcode(status)
+    try:
+        added = subprocess.run([sys.executable, "-I", "-S", "-c", _LAYER_COUNTER],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=30, check=False).returncode
+    except (OSError, subprocess.SubprocessError):
+        return None
     if added < 0 or added > LANDLOCK_MAX_NUM_LAYERS:
         return None  # no Landlock in this kernel, or a limit other than the known one
     return LANDLOCK_MAX_NUM_LAYERS - added
