@@ -215,7 +215,8 @@ def check_writable(*paths: str | None) -> None:
     say yes to root for /proc/version: a regular file, or a new one, is
     replaced through a new file beside it, so one is created there and
     removed at once; anything else (a device, a FIFO, a link) is opened for
-    writing, not truncated, and closed.  Nothing is left and nothing changes.
+    writing, not truncated, written no bytes, and closed.  Nothing is left
+    and nothing changes.
     """
     for path in paths:
         if path is None:
@@ -236,13 +237,23 @@ def why_not_writable(target: Path) -> str | None:
 
 
 def _why_not_openable(target: Path) -> str | None:
+    """Open for writing and write nothing: a file of /proc opens for root but
+    refuses every write (EIO), /dev/full refuses with ENOSPC, while a write
+    of no bytes changes no file, device or pipe."""
     try:
         fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             return None  # a FIFO with no reader yet: the write waits for one
         return exc.strerror or str(exc)
-    os.close(fd)
+    try:
+        os.write(fd, b"")
+    except BlockingIOError:
+        pass  # a full pipe or terminal: the real write waits
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
     return None
 
 

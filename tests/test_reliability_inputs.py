@@ -613,6 +613,22 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_runs(
     assert Path(PROC_OUTPUT).read_text() == version
 
 
+@pytest.mark.skipif(not LINUX, reason="/dev/full and /proc as on Linux")
+@pytest.mark.parametrize("target,reason", [("/dev/full", "No space left on device"),
+                                           (PROC_OUTPUT, "Input/output error")])
+def test_a_device_or_link_that_refuses_writes_is_refused_before_the_command_runs(
+        tmp_path: Path, target: str, reason: str) -> None:
+    """Opened for writing, such a file refuses the first write, even of nothing."""
+    link = tmp_path / "report.txt"
+    link.symlink_to(target)
+    marker = tmp_path / "ran"
+    ran = run_stprof("run", "-c", "ptrace", "-o", str(link), "--", "touch", str(marker),
+                     timeout=60)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.lines() == [f"stprof: {link}: cannot write ({reason})"]
+    assert not marker.exists(), "the command ran"
+
+
 def test_checking_an_output_leaves_nothing_behind(tmp_path: Path) -> None:
     _ptrace_or_skip()
     existing = tmp_path / "existing.txt"
