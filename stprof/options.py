@@ -33,7 +33,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors: 'stprof: <what>' and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {single_line(message)} (see '{self.prog} --help')\n")
 
 
 # ------------------------------------------------------------ argument types

@@ -39,6 +39,7 @@ from collector_guard import unavailable_reason
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collectors.syscall_names import syscall_table
 from profiler.budgets import BUDGET_LIMIT, load_budget, parse_budget
 from profiler.errors import EXIT_USAGE, InputError, shown
 from profiler.model import (
@@ -665,6 +666,12 @@ def test_a_fifo_with_no_reader_yet_is_a_valid_output(tmp_path: Path) -> None:
     (["run", "-o", "/no/such\ndir/out", "--", "true"], 2,
      "stprof: '/no/such\\ndir/out': cannot write (No such file or directory)"),
     (["compare", "--budget", "a\rb", "x", "y"], 2, "stprof: 'a\\rb': no such file"),
+    (["run", "--bo\ngus"], 2,
+     "stprof: unrecognized arguments: --bo\\ngus (see 'stprof --help')"),
+    pytest.param(["run", "-e", "re\nad", "--", "true"], 2,
+                 f"stprof: -e: no syscall named re\\nad on {os.uname().machine} Linux",
+                 marks=pytest.mark.skipif(not syscall_table(), reason="no syscall table here"),
+                 id="syscall-name"),
 ])
 def test_names_in_messages_are_quoted_on_one_line(arguments: list[str], status: int,
                                                   message: str) -> None:
