@@ -110,6 +110,10 @@ def _unprivileged(pid: int) -> tuple[str, str] | None:
     ours = os.getresuid()
     if theirs and any(uid != ours[0] for uid in theirs[:3]):
         return f"it runs as uid {theirs[0]}, stprof as uid {ours[0]}", fix
+    their_groups, our_group = _status_ids(pid, "Gid"), os.getresgid()[0]
+    if their_groups and any(gid != our_group for gid in their_groups[:3]):
+        return (f"it runs as group {their_groups[0]} (set-gid, say), stprof as group "
+                f"{our_group}", fix)
     lacking = _status_hex(pid, "CapPrm") & ~_status_hex("self", "CapPrm")
     if lacking:
         names = ", ".join(_capability_name(bit) for bit in range(64) if lacking >> bit & 1)

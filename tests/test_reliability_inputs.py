@@ -520,15 +520,33 @@ def test_attaching_to_a_traced_process_names_its_tracer(
         tracer.wait()
 
 
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
 @pytest.mark.skipif(not ROOT or shutil.which("setpriv") is None,
                     reason="needs root and setpriv to run stprof as another user")
-def test_attaching_to_another_users_process_says_so(sleeper: subprocess.Popen[bytes]) -> None:
+@pytest.mark.parametrize("owner,reason", [
+    ((), "it runs as uid 0, stprof as uid 65534"),
+    (("setpriv", "--reuid=65534", "--regid=100", "--clear-groups"),
+     "it runs as group 100 (set-gid, say), stprof as group 65534"),
+])
+def test_attaching_to_another_users_process_says_so(owner: tuple[str, ...],
+                                                    reason: str) -> None:
     _ptrace_or_skip()
-    ran = run_stprof("run", "-c", "ptrace", "-p", str(sleeper.pid), timeout=30,
-                     prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+    target = subprocess.Popen([*owner, "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{target.pid}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.02)
+        ran = run_stprof("run", "-c", "ptrace", "-p", str(target.pid), timeout=30,
+                         prefix=AS_NOBODY)
+    finally:
+        target.kill()
+        target.wait()
     assert ran.returncode == 125, ran.stderr
-    assert ran.lines() == [f"stprof: cannot attach to pid {sleeper.pid}: it runs as uid 0, "
-                           "stprof as uid 65534 (run stprof as root)"]
+    assert ran.lines() == [f"stprof: cannot attach to pid {target.pid}: {reason} "
+                           "(run stprof as root)"]
 
 
 # Runs the rest of its arguments inside a new Landlock layer that handles
