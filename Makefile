@@ -46,4 +46,4 @@ bench: setup
 	$(VPY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(STAMPS) tests/.build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STAMPS) tests/.build .pytest_cache .mypy_cache .ruff_cache .hypothesis
