@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 from collector_guard import unavailable_reason
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collectors.syscall_names import syscall_table
@@ -351,8 +351,13 @@ def _loads_or_refuses_profile(document: Any) -> None:
     except InputError as exc:
         one_line(exc)
         return
-    assert isinstance(profile.command, list) and isinstance(profile.syscalls, dict)
-    Profile.from_json(profile.to_json())  # what it loaded, it can write and read back
+    # what it loaded has the types the renderers rely on, and reads back
+    assert all(isinstance(word, str) for word in profile.command)
+    assert profile.exit_status is None or isinstance(profile.exit_status, int)
+    assert all(isinstance(note, str) for note in profile.notes)
+    assert all(isinstance(value, str) for value in profile.host.values())
+    assert isinstance(profile.syscalls, dict) and isinstance(profile.timing, dict)
+    Profile.from_json(profile.to_json())
 
 
 def _loads_or_refuses_record(document: Any) -> None:
@@ -362,10 +367,17 @@ def _loads_or_refuses_record(document: Any) -> None:
         one_line(exc)
         return
     assert record.runs and all(isinstance(run, Profile) for run in record.runs)
+    assert all(isinstance(word, str) for word in record.command)
+    assert isinstance(record.collector, str) and record.settings.repeat >= 1
 
 
 @FUZZ
 @given(broken_documents(SAMPLE_PROFILE))
+@example({**SAMPLE_PROFILE, "wall_ns": float("inf")})
+@example({**SAMPLE_PROFILE, "command": "dd"})
+@example({**SAMPLE_PROFILE, "exit_status": "0"})
+@example({**SAMPLE_PROFILE, "notes": "a note"})
+@example({**SAMPLE_PROFILE, "host": [["kernel", "6.1"]]})
 def test_fuzzed_profile_documents_load_or_are_refused_in_one_line(document: Any) -> None:
     _loads_or_refuses_profile(document)
 
@@ -388,6 +400,8 @@ def test_damaged_profile_text_loads_or_is_refused_in_one_line(text: str) -> None
 
 @FUZZ
 @given(broken_documents(SAMPLE_RECORD))
+@example({**SAMPLE_RECORD, "settings": {"repeat": float("inf")}})
+@example({**SAMPLE_RECORD, "command": "dd"})
 def test_fuzzed_records_load_or_are_refused_in_one_line(document: Any) -> None:
     _loads_or_refuses_record(document)
 
@@ -449,6 +463,12 @@ def budget_texts(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(budget_texts())
+@example("[max]\nread.calls = inf")
+@example("[max]\nread.calls = nan")
+@example("[max]\nread.calls = " + "9" * 400)
+@example('[max]\ntotal.wall_ns = "+' + "9" * 400 + 's"')
+@example("[tolerance]\ncounts = inf")
+@example('[tolerance]\ntime_floor = "' + "9" * 400 + 's"')
 def test_fuzzed_budgets_load_or_are_refused_in_one_line(text: str) -> None:
     try:
         budget = parse_budget(text, "fuzzed")
