@@ -10,18 +10,21 @@ setup: $(STAMPS)/venv
 	@sh tools/link-bcc.sh $(VPY)
 
 # Debian packages, kernel headers and debugfs (as root; says what it skips otherwise).
-# Always run: it checks in well under a second when all is there.
+# Always run: it checks in well under a second when all is there.  It waits
+# for another apt-get or dpkg at work; apt's output is kept in .stamps/apt.log.
 packages:
-	@sh tools/setup-system.sh
+	@mkdir -p $(STAMPS)
+	@sh tools/setup-system.sh $(STAMPS)/apt.log
 
 # The venv needs python3-venv on Debian, so the packages come first.
 $(VPY): | packages
-	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	@echo "setup: made $(VENV) ($$($(VPY) --version))"
 
+# pip's output goes to .stamps/pip.log, shown only when pip fails.
 $(STAMPS)/venv: pyproject.toml | packages $(VPY)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
-	@mkdir -p $(STAMPS) && touch $@
+	@sh tools/setup-python.sh $(VPY) $(STAMPS)/pip.log
+	@touch $@
 
 # -F 4999: the lecture's dd lives a few milliseconds; the default 999 Hz
 # would give its fault-path stack table only a handful of samples.
@@ -45,4 +48,4 @@ bench: setup
 	$(VPY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(STAMPS) tests/.build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STAMPS) tests/.build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from collectors import ptrace_abi as abi
 from collectors.base import Availability, Collector, Options, ProbeMethod
+from collectors.ptrace_denial import why_denied
 from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
@@ -497,10 +498,10 @@ def _attach_failed(pid: int, number: int | None) -> None:
         raise TracingError(
             f"cannot attach to pid {pid}: its main thread has exited while other "
             "threads run", "the ebpf collector can: -c ebpf")
-    raise TracingError(
-        f"cannot attach to pid {pid}: {abi.errno_message(number)}",
-        "run stprof as root, or lower kernel.yama.ptrace_scope",
-    )
+    if number == errno.EPERM:
+        reason, fix = why_denied(pid)
+        raise TracingError(f"cannot attach to pid {pid}: {reason}", fix)
+    raise TracingError(f"cannot attach to pid {pid}: {abi.errno_message(number)}")
 
 
 @contextlib.contextmanager

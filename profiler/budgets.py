@@ -30,6 +30,7 @@ file is one ``InputError`` line (exit status 2).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -40,8 +41,8 @@ from typing import Any
 
 from profiler import stats
 from profiler.compare import BudgetResult, Kind, Threshold, metric_kind, metric_series
-from profiler.errors import InputError
-from profiler.model import Profile, read_input_file
+from profiler.errors import InputError, shown
+from profiler.model import MIB, Profile, read_input_file
 
 _OPERATORS = {"max": "<=", "min": ">="}
 _TIME_UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
@@ -79,8 +80,13 @@ class BudgetFile:
 
 
 # ------------------------------------------------------------------ parsing
+# The most stprof reads of a budget file: a few lines of limits are a few
+# hundred bytes, so a file of a megabyte is no budget (README: "Input files").
+BUDGET_LIMIT = 1 * MIB
+
+
 def load_budget(path: str | os.PathLike[str]) -> BudgetFile:
-    return parse_budget(read_input_file(path), str(path))
+    return parse_budget(read_input_file(path, BUDGET_LIMIT, "budget file"), shown(path))
 
 
 def parse_budget(text: str, source: str = "budget") -> BudgetFile:
@@ -105,6 +111,10 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
         data: dict[str, Any] = toml.loads(text)
     except toml.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML ({exc})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InputError(f"{source}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid TOML (nested too deeply)") from None
     return data
 
 
@@ -143,8 +153,10 @@ def _limit(metric: str, value: Any, operator: str, source: str) -> Limit:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InputError(f"{where}: limit must be a number or a string like \"+10%\"")
     if isinstance(value, (int, float)):
+        if not _finite(value):
+            raise InputError(f"{where}: limit {_short(value)} is not a finite number")
         if value < 0:
-            raise InputError(f"{where}: limit {value} is negative")
+            raise InputError(f"{where}: limit {_short(value)} is negative")
         return Limit(metric, operator, str(value), float(value), relative=False, percent=False)
     return _limit_from_text(metric, value, operator, kind, where)
 
@@ -156,6 +168,8 @@ def _limit_from_text(metric: str, text: str, operator: str, kind: Kind, where: s
                          "(write 10, \"+10%\", \"-5%\", \"+3\", \"2ms\" or \"+500us\")")
     sign, number, unit = match.groups()
     amount = float(number) * (-1.0 if sign == "-" else 1.0)
+    if not math.isfinite(amount * _TIME_UNITS.get(unit, 1.0)):
+        raise InputError(f"{where}: limit {_short(text)} is not a finite number")
     if unit == "%":
         if not sign:
             raise InputError(f"{where}: write \"+{number}%\" or \"-{number}%\" "
@@ -206,8 +220,10 @@ def _plain_number(value: Any) -> float:
         raise ValueError(f"expected a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {_short(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_short(value)}")
     if number < 0:
         raise ValueError(f"{value!r} is negative")
     return number
@@ -218,7 +234,10 @@ def _duration_ns(value: Any) -> float:
         match = _LIMIT.match(value)
         if match is None or match.group(1) or match.group(3) == "%":
             raise ValueError(f"expected a duration like \"200us\", got {value!r}")
-        return float(match.group(2)) * _TIME_UNITS[match.group(3) or "ns"]
+        duration = float(match.group(2)) * _TIME_UNITS[match.group(3) or "ns"]
+        if not math.isfinite(duration):
+            raise ValueError(f"expected a finite duration, got {_short(value)}")
+        return duration
     return _plain_number(value)
 
 
@@ -227,6 +246,19 @@ def _probability(value: Any) -> float:
     if not 0 < number < 1:
         raise ValueError(f"must lie between 0 and 1, got {value!r}")
     return number
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr(value), cut to ``limit`` characters: a limit may be a long number."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 # ------------------------------------------------------------------ checking

@@ -8,6 +8,9 @@ found.  Every other status of ``stprof run`` is the command's own.
 
 from __future__ import annotations
 
+import os
+import re
+
 EXIT_USAGE = 2
 EXIT_REGRESSION = 1
 EXIT_UNAVAILABLE = 125
@@ -27,8 +30,8 @@ class StprofError(Exception):
 
     def one_line(self) -> str:
         if self.fix:
-            return f"{self.message} ({self.fix})"
-        return self.message
+            return single_line(f"{self.message} ({self.fix})")
+        return single_line(self.message)
 
 
 class UsageError(StprofError):
@@ -59,3 +62,27 @@ class TracingError(StprofError):
     """Tracing failed after it started (probe attach, ptrace refused...)."""
 
     exit_status = EXIT_UNAVAILABLE
+
+
+# A name made only of these is shown as it is; any other is quoted.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_@%+=:,./~-]+")
+
+
+def shown(name: str | os.PathLike[str]) -> str:
+    """A user-given name or path as a message shows it: plain names as they
+    are, anything else quoted as a Python string literal, so that a space
+    is visible and a newline or control character is an escape (one line)."""
+    text = os.fspath(name)
+    return text if _PLAIN_NAME.fullmatch(text) else repr(text)
+
+
+# What str.splitlines() breaks a line at.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def single_line(text: str) -> str:
+    """The last guard of the one-line rule: line breaks left in a message
+    (a name not passed through :func:`shown`) become visible escapes."""
+    if _LINE_BREAKS.isdisjoint(text):
+        return text
+    return "".join(repr(char)[1:-1] if char in _LINE_BREAKS else char for char in text)

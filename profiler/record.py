@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from profiler.errors import InputError
+from profiler.errors import InputError, shown
 from profiler.model import (
     SCHEMA as PROFILE_SCHEMA,
 )
@@ -119,25 +119,30 @@ class Record:
             runs_data = data["runs"]
             if not isinstance(runs_data, list) or not runs_data:
                 raise ValueError("no runs")
+            command, collector, host = data["command"], data["collector"], data.get("host") or {}
+            if not (isinstance(command, list) and all(isinstance(word, str) for word in command)):
+                raise TypeError("command is not a list of strings")
+            if not isinstance(collector, str) or not isinstance(host, dict):
+                raise TypeError("collector is not a string or host not an object")
             record = cls(
-                command=[str(word) for word in data["command"]],
-                collector=str(data["collector"]),
+                command=command,
+                collector=collector,
                 settings=Settings.from_dict(data["settings"]),
                 runs=[Profile.from_dict(run, f"{source}: run {index + 1}")
                       for index, run in enumerate(runs_data)],
                 created=str(data.get("created", "")),
                 stprof_version=str(data.get("stprof_version", "")),
-                host={str(k): str(v) for k, v in (data.get("host") or {}).items()},
+                host={str(k): str(v) for k, v in host.items()},
             )
         except InputError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InputError(f"{source}: malformed stprof record ({describe_error(exc)})") from None
         return record
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Record:
-        source = str(path)
+        source = shown(path)
         return cls.from_dict(load_json_text(read_input_file(path), source), source)
 
 

@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from profiler import gate_program
-from profiler.errors import CommandNotExecutable, CommandNotFound, TracingError, UsageError
+from profiler.errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    TracingError,
+    UsageError,
+    shown,
+)
 
 
 # ---------------------------------------------------------------- identity
@@ -96,13 +102,13 @@ def resolve_command(argv: list[str], path: str | None = None) -> str:
     name = argv[0]
     if "/" in name:
         if not os.path.exists(name):
-            raise CommandNotFound(f"{name}: command not found")
+            raise CommandNotFound(f"{shown(name)}: command not found")
         if os.path.isdir(name) or not os.access(name, os.X_OK):
-            raise CommandNotExecutable(f"{name}: permission denied")
+            raise CommandNotExecutable(f"{shown(name)}: permission denied")
         return name
     found = shutil.which(name, path=path)
     if found is None:
-        raise CommandNotFound(f"{name}: command not found")
+        raise CommandNotFound(f"{shown(name)}: command not found")
     return found
 
 
@@ -168,8 +174,8 @@ def _read_all(fd: int) -> bytes:
 
 def raise_exec_error(argv0: str, err: int) -> None:
     if err in (errno.ENOENT, errno.ENOTDIR):
-        raise CommandNotFound(f"{argv0}: command not found")
-    raise CommandNotExecutable(f"{argv0}: {os.strerror(err)}")
+        raise CommandNotFound(f"{shown(argv0)}: command not found")
+    raise CommandNotExecutable(f"{shown(argv0)}: {os.strerror(err)}")
 
 
 # Signals the command starts with at their default action, whatever stprof

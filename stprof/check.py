@@ -7,7 +7,7 @@ import shlex
 
 from profiler.budgets import load_budget
 from profiler.compare import check_comparable
-from profiler.errors import InputError, UsageError
+from profiler.errors import InputError, UsageError, shown
 from profiler.record import Record
 from stprof.ci import (
     EPILOG,
@@ -75,7 +75,7 @@ def execute(args: argparse.Namespace) -> int:
 def _replace_baseline(path: str, current: Record) -> int:
     """--update: the new runs become the baseline, on purpose; never a failure."""
     current.save(path)
-    say(f"baseline {path} updated: {len(current.runs)} runs of "
+    say(f"baseline {shown(path)} updated: {len(current.runs)} runs of "
         f"{shlex.join(current.command)} with the {current.collector} collector")
     return 0
 
@@ -84,9 +84,10 @@ def _refuse_other_run(baseline: Record, command: list[str], collector: str,
                       args: argparse.Namespace, source: str) -> None:
     """Refuse before running anything what could not be compared afterwards."""
     if command != baseline.command:
-        raise InputError(f"{source}: recorded for another command "
+        raise InputError(f"{shown(source)}: recorded for another command "
                          f"({shlex.join(baseline.command)}, not {shlex.join(command)}); "
                          "pass --update to replace it")
     if collector not in ("auto", baseline.collector) and not args.allow_collector_change:
-        raise InputError(f"{source}: recorded with the {baseline.collector} collector, "
-                         f"not {collector} (pass --allow-collector-change to compare anyway)")
+        raise InputError(f"{shown(source)}: recorded with the {baseline.collector} "
+                         f"collector, not {collector} "
+                         "(pass --allow-collector-change to compare anyway)")

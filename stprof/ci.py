@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from profiler.budgets import BudgetFile, check_budgets
 from profiler.compare import Comparison, ComparisonRenderer, Threshold, compare_records
-from profiler.errors import InputError
+from profiler.errors import InputError, shown
 from profiler.model import Profile, write_text_atomically
 from profiler.record import Record, Settings, new_record
 from stprof.options import add_identity_options, choose_collector, say
@@ -206,4 +206,4 @@ def _append(path: Path, text: str) -> None:
         with path.open("a", encoding="utf-8") as stream:
             stream.write(text)
     except OSError as exc:
-        raise InputError(f"{path}: cannot append the summary ({exc.strerror})") from None
+        raise InputError(f"{shown(path)}: cannot append the summary ({exc.strerror})") from None

@@ -41,9 +41,9 @@ def register(sub: Subparsers) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    check_writable(args.markdown, args.junit, args.json, args.html)
     budget = load_budget(args.budget) if args.budget else None
     threshold = threshold_of(args, budget)
-    check_writable(args.html)
     baseline = load_side(args.baseline)
     current = load_side(args.current)
     try:

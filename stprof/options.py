@@ -4,14 +4,16 @@ and turning parsed arguments into collector and view options."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import platform
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from profiler.errors import EXIT_USAGE, UsageError
+from profiler.errors import EXIT_USAGE, UsageError, shown, single_line
 from profiler.timeline import DEFAULT_LIMIT as DEFAULT_TIMELINE_LIMIT
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors: 'stprof: <what>' and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {single_line(message)} (see '{self.prog} --help')\n")
 
 
 # ------------------------------------------------------------ argument types
@@ -160,6 +162,8 @@ def collector_options(args: argparse.Namespace) -> Options:
         raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
     if command:
         resolve_command(command)
+    elif is_stprof_itself(args.pid):
+        raise UsageError(f"-p {args.pid}: that is stprof itself, and no process can trace itself")
     elif sys.platform.startswith("linux"):
         problem = why_not_attachable(args.pid)
         if problem:
@@ -174,6 +178,21 @@ def collector_options(args: argparse.Namespace) -> Options:
         timeline=getattr(args, "timeline", None),
         timeline_limit=getattr(args, "timeline_limit", DEFAULT_TIMELINE_LIMIT),
     )
+
+
+def is_stprof_itself(pid: int) -> bool:
+    """Whether ``pid`` is stprof's process or one of its threads (a thread's
+    id is a pid to /proc and to -p alike)."""
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def choose_collector(name: str) -> type[Collector]:
@@ -212,20 +231,68 @@ def check_syscall_names(names: set[str]) -> None:
 
 
 def check_writable(*paths: str | None) -> None:
-    """Refuse an output path that cannot be written, before the command runs."""
+    """Refuse an output path that cannot be written, before the command runs.
+
+    Tried for real, the way stprof will write it
+    (:func:`profiler.model.write_text_atomically`), since permission bits
+    say yes to root for /proc/version: a regular file, or a new one, is
+    replaced through a new file beside it, so one is created there and
+    removed at once; anything else (a device, a FIFO, a link) is opened for
+    writing, not truncated, written no bytes, and closed.  Nothing is left
+    and nothing changes.
+    """
     for path in paths:
         if path is None:
             continue
-        target = Path(path)
-        if target.is_dir():
-            raise UsageError(f"{path}: cannot write (Is a directory)")
-        where = target if target.exists() else target.parent
-        if not where.exists():
-            raise UsageError(f"{path}: cannot write (No such file or directory)")
-        if not os.access(where, os.W_OK):
-            raise UsageError(f"{path}: cannot write (Permission denied)")
+        problem = why_not_writable(Path(path))
+        if problem:
+            raise UsageError(f"{shown(path)}: cannot write ({problem})")
+
+
+def why_not_writable(target: Path) -> str | None:
+    if target.is_dir():
+        return os.strerror(errno.EISDIR)
+    if target.is_symlink() and not target.exists():
+        return _why_no_new_file(Path(os.path.realpath(target)))  # writing creates its target
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        return _why_not_openable(target)
+    return _why_no_new_file(target)
+
+
+def _why_not_openable(target: Path) -> str | None:
+    """Open for writing and write nothing: a file of /proc opens for root but
+    refuses every write (EIO), /dev/full refuses with ENOSPC, while a write
+    of no bytes changes no file, device or pipe."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return None  # a FIFO with no reader yet: the write waits for one
+        return exc.strerror or str(exc)
+    try:
+        os.write(fd, b"")
+    except BlockingIOError:
+        pass  # a full pipe or terminal: the real write waits
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _why_no_new_file(target: Path) -> str | None:
+    directory = target.parent
+    if not directory.is_dir():
+        return os.strerror(errno.ENOENT)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".stprof-check-", dir=directory)
+    except OSError as exc:
+        return f"no new file can be made in {shown(directory)}: {exc.strerror}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def say(message: str) -> None:
     """One line for the user on stderr, as every message of stprof."""
-    print(f"stprof: {message}", file=sys.stderr)
+    print(f"stprof: {single_line(message)}", file=sys.stderr)

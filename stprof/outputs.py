@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from profiler.errors import StprofError
+from profiler.errors import StprofError, shown
 from profiler.model import Profile, write_text_atomically
 from reports import ViewOptions
 from stprof.options import say
@@ -29,7 +29,8 @@ def emit(profile: Profile, args: argparse.Namespace, view: ViewOptions,
         _try_write(failures, lambda: write_text_atomically(Path(args.json), json_text))
     if args.stacks:
         if profile.stacks is None:
-            say(f"no kernel stacks were sampled by this collector; {args.stacks} not written")
+            say(f"no kernel stacks were sampled by this collector; "
+                f"{shown(args.stacks)} not written")
         else:
             folded = FoldedRenderer().render(profile)
             _try_write(failures, lambda: write_text_atomically(Path(args.stacks), folded))

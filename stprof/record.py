@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from profiler.errors import UsageError
+from profiler.errors import UsageError, shown
 from profiler.record import Settings
 from stprof.ci import (
     DEFAULT_REPEAT,
@@ -62,5 +62,5 @@ def execute(args: argparse.Namespace) -> int:
     if args.output:
         record.save(args.output)
         say(f"recorded {len(record.runs)} runs of {shlex.join(command)} with the "
-            f"{record.collector} collector in {args.output}")
+            f"{record.collector} collector in {shown(args.output)}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from profiler.errors import UsageError
+from profiler.errors import UsageError, shown
 from profiler.model import Profile, write_text_atomically
 from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
 from stprof.outputs import emit
@@ -30,6 +30,7 @@ def execute(args: argparse.Namespace) -> int:
     if args.format == "timeline":
         raise UsageError("a timeline cannot be made from a saved profile: it holds totals, "
                          "not events; record one with `stprof run --timeline FILE -- COMMAND`")
+    check_writable(args.output, args.json, args.stacks, args.html)
     profile = Profile.load(args.file)
     if args.format == "html":
         _write_html(profile, args)
@@ -38,7 +39,7 @@ def execute(args: argparse.Namespace) -> int:
         from reports import RENDERERS
 
         if args.format == "folded" and profile.stacks is None:
-            say(f"{args.file} holds no kernel stacks "
+            say(f"{shown(args.file)} holds no kernel stacks "
                 f"(the {profile.collector} collector sampled none)")
         sys.stdout.write(RENDERERS[args.format](view).render(profile))
         return 0
@@ -50,7 +51,6 @@ def _write_html(profile: Profile, args: argparse.Namespace) -> None:
     """--format html: the page to -o FILE and/or --html FILE, else to stdout."""
     from reports.html import HtmlRenderer
 
-    check_writable(args.output, args.html)
     page = HtmlRenderer(view_of(args)).render(profile)
     for path in (args.output, args.html):
         if path:
