@@ -38,6 +38,7 @@ from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, 
 from profiler.target import (
     RELAYED_SIGNALS,
     Interrupted,
+    command_needs_own_group,
     decode_wait_status,
     proc_state_and_flags,
     raise_exec_error,
@@ -137,12 +138,13 @@ class PtraceCollector(Collector):
         exec_nrs = frozenset(
             self._numbers[name] for name in ("execve", "execveat") if name in self._numbers
         )
-        child = spawn_paused(options.command, options.credentials)
+        child = spawn_paused(options.command, options.credentials,
+                             own_group=command_needs_own_group())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         survivors: set[int] = set()
         try:
             _start_tracee(tracer, child.pid)
-            with relay_signals(child.pid):
+            with relay_signals(child.pid, child.group):
                 started = _wait_first_stop(tracer, child.pid)
                 child.release()
                 if started and tracer.until_exec(child.pid, exec_nrs):
