@@ -3,7 +3,8 @@
  * count_signals [SECONDS]: writes "ready PID\n" to stderr once its handlers
  * are in place (a signal it inherited ignored is kept ignored), and "got INT"
  * (TERM, HUP) for each signal it then receives; waits SECONDS (default 5) or
- * until a SIGUSR1, then prints
+ * until a SIGUSR1 (in nanosleep, or with a second argument "spin" in a busy
+ * loop that makes no syscall), then prints
  *   INT=<n> TERM=<n> HUP=<n> IGN=<signals inherited ignored, e.g. HUP,INT>
  * on stdout and exits 0.  A signal inherited ignored stays ignored (and so is
  * never counted), as it would for a program that honours nohup.
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     const char *names[] = {"INT", "TERM", "HUP"};
     char ignored[32] = "";
     double seconds = argc > 1 ? atof(argv[1]) : 5.0;
+    int spin = argc > 2 && strcmp(argv[2], "spin") == 0;
     struct sigaction act;
     memset(&act, 0, sizeof act);
     sigemptyset(&act.sa_mask);
@@ -57,7 +59,12 @@ int main(int argc, char **argv) {
     end.tv_sec += (time_t)seconds;
     end.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
     if (end.tv_nsec >= 1000000000L) { end.tv_sec++; end.tv_nsec -= 1000000000L; }
-    while (!done) {
+    if (spin) {
+        /* no syscall: a signal finds it running, not blocked in the kernel */
+        for (volatile unsigned long i = 0; !done && i < (unsigned long)(seconds * 1e9); i++) {
+        }
+    }
+    while (!done && !spin) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
             break;
