@@ -490,6 +490,7 @@ def terminal_delivers_to(pid: int) -> bool:
         return False
 
 
+SI_USER = 0  # si_code of a signal a process sent with kill()
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent: a terminal's to its foreground group
 
 
@@ -512,7 +513,9 @@ def relay_signals(target_pid: int | None, group: int | None = None) -> Iterator[
       process sent (``kill PID``) is, to the command alone.
 
     Telling the two apart needs the sender's ``si_code``, so the signals are
-    blocked and taken by a thread with ``sigwaitinfo`` rather than handled.
+    blocked and taken by a thread with ``sigwaitinfo`` rather than handled
+    (the stprof CLI has no other thread; one of a caller's that leaves them
+    unblocked gets them handled, and passed on as sent by a process).
     Signals in :data:`IGNORED_AT_START` stay ignored, by stprof and the command.
 
     With ``target_pid`` None (attach mode) the first such signal raises
@@ -557,6 +560,13 @@ def _waited_signals(
     if not watched:
         yield
         return
+
+    def stray(signum: int, _frame: Any) -> None:
+        # Another thread of stprof's (not the CLI's: a caller's) did not block
+        # it and took it: no si_code then; passed on, as one sent by a process.
+        relay(signum, SI_USER)
+
+    previous_handlers = {sig: signal.signal(sig, stray) for sig in watched}
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     done = threading.Event()
 
@@ -581,6 +591,8 @@ def _waited_signals(
         while signal.sigtimedwait(watched, 0) is not None:
             pass
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
