@@ -160,10 +160,10 @@ class PtraceCollector(Collector):
             child.close()
             raise
         err = child.exec_error()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # before close() reaps the guard
         child.close()
         if err is not None:
             raise_exec_error(options.command[0], err)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         profile = self._profile(tracer)
         root = tracer.procs.get(child.pid)
         profile.exit_status = (

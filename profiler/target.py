@@ -134,6 +134,7 @@ class PausedChild:
     started_ns: int = field(default_factory=time.monotonic_ns)
     released_ns: int | None = None
     group: int | None = None  # the process group it leads, if not stprof's
+    guard: tuple[int, int] | None = None  # the group's guard: its pid, stprof's end of its pipe
 
     def release(self) -> None:
         """Let the child exec.  Raises if the exec itself failed."""
@@ -163,10 +164,18 @@ class PausedChild:
                 os.killpg(self.group, signal.SIGKILL)
 
     def close(self) -> None:
+        """Close the pipes; the command has ended (or was killed): dismiss the guard."""
         for fd in (self._gate_w, self._error_r):
             if fd >= 0:
                 os.close(fd)
         self._gate_w = self._error_r = -1
+        if self.guard is not None:
+            pid, said = self.guard
+            self.guard = None
+            with suppress(OSError):
+                os.write(said, b"done\n")
+            os.close(said)
+            _reap(pid)
 
 
 def _read_all(fd: int) -> bytes:
@@ -249,7 +258,7 @@ def spawn_paused(
     if child_setup is None:
         child = _spawn_gate(executable, argv, env, creds, own_group)
         if child is not None:
-            return child
+            return _guarded(child)
     gate_r, gate_w = os.pipe()
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
     prctl = _prctl()
@@ -265,8 +274,8 @@ def spawn_paused(
             os.setpgid(pid, pid)
     os.close(gate_r)
     os.close(error_w)
-    return PausedChild(pid, executable, list(argv), gate_w, error_r,
-                       group=pid if own_group else None)
+    return _guarded(PausedChild(pid, executable, list(argv), gate_w, error_r,
+                                group=pid if own_group else None))
 
 
 def _spawn_gate(
@@ -326,6 +335,55 @@ def _spawn_gate(
             raise_exec_error(argv[0], int(data))
         raise TracingError(f"the command's gate (pid {pid}) died before it was ready")
     return child
+
+
+# The guard of a command's own process group: a shell that waits for stprof
+# to say "done" (the command has ended) and, if stprof dies first (its pipe
+# closes unsaid), SIGKILLs the group, so the command's descendants in it do
+# not outlive stprof either.  It ignores the signals a job gets and leads a
+# group of its own, so a SIGKILL of stprof's group does not reach it.
+GUARD_SCRIPT = 'trap "" INT TERM HUP QUIT; read -r said; [ "$said" = done ] || kill -9 -"$1"'
+
+
+def _guarded(child: PausedChild) -> PausedChild:
+    """Give a child that leads its own group a guard (see :data:`GUARD_SCRIPT`)."""
+    if child.group is None:
+        return child
+    try:
+        child.guard = _start_guard(child.group)
+    except BaseException:
+        child.kill()
+        _reap(child.pid)
+        child.close()
+        raise
+    return child
+
+
+def _start_guard(group: int) -> tuple[int, int] | None:
+    """Start the guard of ``group``; None where no shell can be run."""
+    shell = "/bin/sh"
+    read_end, write_end = os.pipe()
+    spare = os.dup(read_end)
+    try:
+        pid = os.posix_spawn(
+            shell,
+            ["stprof-guard", "-c", GUARD_SCRIPT, "stprof-guard", str(group)],
+            {"PATH": os.defpath},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, spare, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setpgroup=0,
+            setsigmask=(),
+        )
+    except OSError:
+        os.close(write_end)
+        return None
+    finally:
+        os.close(spare)
+        os.close(read_end)
+    return pid, write_end
 
 
 def _new_group(own_group: bool) -> dict[str, Any]:

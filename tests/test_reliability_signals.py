@@ -548,3 +548,54 @@ def test_the_command_dies_with_stprof_and_keeps_ignored_signals(mode: str) -> No
     finally:
         spawner.kill()
         spawner.wait(WAIT_S)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL], ids=signal_id)
+def test_the_commands_descendants_die_with_stprof_too(
+    collector: str, sig: signal.Signals, tmp_path: Path
+) -> None:
+    """Off a terminal, the command's group has a guard: its children die with stprof."""
+    marker = tmp_path / "child"
+    script = f'sleep 30 & echo $! > {marker}; wait'
+    process = subprocess.Popen([*STPROF, "run", "-c", collector, "-o", str(tmp_path / "r"),
+                                "--", "sh", "-c", script], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: marker.exists() and marker.read_text().strip().isdigit(),
+              "the command's child to start")
+        grandchild = int(marker.read_text())
+        until(lambda: _comm(grandchild) == "sleep", "the command's child to exec")
+        process.send_signal(sig)
+        process.wait(WAIT_S)
+    finally:
+        with suppress(ProcessLookupError):
+            process.kill()
+        process.wait(WAIT_S)
+    until(lambda: _gone(grandchild), "the command's child to die with stprof", 5.0)
+    until(lambda: not session_members(process.pid), "the whole session to end", 5.0)
+
+
+def test_a_finished_run_leaves_no_guard_and_keeps_background_processes(
+    collector: str, tmp_path: Path
+) -> None:
+    """A normal end dismisses the guard: what the command left running runs on, as untraced."""
+    marker = tmp_path / "child"
+    script = f'sleep 30 & echo $! > {marker}'
+    process = subprocess.Popen([*STPROF, "run", "-c", collector, "-o", str(tmp_path / "r"),
+                                "--", "sh", "-c", script], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert process.wait(WAIT_S) == 0
+    finally:
+        with suppress(ProcessLookupError):
+            process.kill()
+        process.wait(WAIT_S)
+    background = int(marker.read_text())
+    try:
+        time.sleep(SETTLE_S)
+        assert not _gone(background)
+        assert _stat_fields(background)[0] not in "tT"  # type: ignore[index]
+        # the only one left in stprof's session: no guard, no sh
+        assert list(session_members(process.pid)) == [background]
+    finally:
+        os.kill(background, signal.SIGKILL)
