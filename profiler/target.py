@@ -22,7 +22,9 @@ probes, not for the command.
 The command does not outlive stprof: on Linux it is started with
 PR_SET_PDEATHSIG SIGKILL (set after the privilege drop, which would clear
 it), so a SIGKILL of stprof kills it too, as a tracer's PTRACE_O_EXITKILL
-would.  Signals: see :func:`relay_signals`.
+would; when it leads a process group of its own, a guard (see
+:data:`GUARD_SCRIPT`) kills that whole group if stprof dies before the command
+has ended.  Signals: see :func:`relay_signals`.
 """
 
 from __future__ import annotations
