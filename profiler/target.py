@@ -591,11 +591,15 @@ def relay_signals(target_pid: int | None, group: int | None = None) -> Iterator[
         return
     terminal_shared = group is None and terminal_delivers_to(target_pid)
 
-    def relay(signum: int, si_code: int) -> None:
-        state.received.append(signum)
-        if terminal_shared and si_code == SI_KERNEL:
-            return  # the terminal sent it to the command as well
-        _send(target_pid, group, signum)
+    def relay(batch: list[tuple[int, int]]) -> None:
+        sent: set[int] = set()
+        for signum, si_code in batch:
+            state.received.append(signum)
+            if terminal_shared and si_code == SI_KERNEL:
+                continue  # the terminal sent it to the command as well
+            if signum not in sent:  # see _waited_signals: sent again at once, merged
+                sent.add(signum)
+                _send(target_pid, group, signum)
 
     with _waited_signals(watched, relay):
         yield state
@@ -612,11 +616,21 @@ def _send(pid: int, group: int | None, signum: int) -> None:
             os.kill(pid, signum)
 
 
+# A signal sent again within this of the first (GNU timeout signals its child,
+# then its whole group, microseconds apart) is one: untraced, the second would
+# find the first still pending and merge with it, as standard signals do.
+COALESCE_S = 0.001
+
+
 @contextmanager
 def _waited_signals(
-    watched: list[signal.Signals], relay: Callable[[int, int], None]
+    watched: list[signal.Signals], relay: Callable[[list[tuple[int, int]]], None]
 ) -> Iterator[None]:
-    """Block ``watched`` and hand each one, with its si_code, to ``relay`` from a thread."""
+    """Block ``watched``; hand them, as (signal, si_code) batches, to ``relay`` from a thread.
+
+    A batch is a signal and those that follow it within :data:`COALESCE_S`
+    of each other.
+    """
     if not watched:
         yield
         return
@@ -624,7 +638,7 @@ def _waited_signals(
     def stray(signum: int, _frame: Any) -> None:
         # Another thread of stprof's (not the CLI's: a caller's) did not block
         # it and took it: no si_code then; passed on, as one sent by a process.
-        relay(signum, SI_USER)
+        relay([(signum, SI_USER)])
 
     previous_handlers = {sig: signal.signal(sig, stray) for sig in watched}
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
@@ -632,10 +646,14 @@ def _waited_signals(
 
     def wait_loop() -> None:
         while True:
-            info = signal.sigwaitinfo(watched)
-            if done.is_set() and info.si_pid == os.getpid():
+            infos = [signal.sigwaitinfo(watched)]
+            while len(infos) < 64 and (more := signal.sigtimedwait(watched, COALESCE_S)):
+                infos.append(more)
+            woken = done.is_set() and any(info.si_pid == os.getpid() for info in infos)
+            relay([(info.si_signo, info.si_code) for info in infos
+                   if not (woken and info.si_pid == os.getpid())])
+            if woken:
                 return  # the wake-up below (stprof signals nothing else to itself)
-            relay(info.si_signo, info.si_code)
 
     thread = threading.Thread(target=wait_loop, name="stprof-signals", daemon=True)
     thread.start()
