@@ -267,10 +267,8 @@ def spawn_paused(
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        if own_group:
-            os.setpgid(0, 0)
         _child(executable, argv, env, creds, child_setup, gate_r, gate_w, error_r, error_w,
-               (prctl, parent))
+               (prctl, parent), own_group)
     if own_group:
         with suppress(OSError):  # as the child does: whichever runs first
             os.setpgid(pid, pid)
@@ -409,9 +407,12 @@ def _child(
     error_r: int,
     error_w: int,
     death: tuple[Any, int],
+    own_group: bool,
 ) -> None:  # pragma: no cover - runs in the child
     err = errno.EIO
     try:
+        if own_group:
+            os.setpgid(0, 0)
         os.close(gate_w)
         os.close(error_r)
         for sig in DEFAULT_SIGNALS:
