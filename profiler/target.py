@@ -551,8 +551,10 @@ def terminal_delivers_to(pid: int) -> bool:
         return False
 
 
-SI_USER = 0  # si_code of a signal a process sent with kill()
-SI_KERNEL = 0x80  # si_code of a signal the kernel sent: a terminal's to its foreground group
+# si_code of a signal a process sent with kill(), and of one the kernel sent
+# (a terminal's to its foreground group): Linux's <asm-generic/siginfo.h>,
+# FreeBSD's <sys/signal.h> (the dtrace collector; not run on FreeBSD yet).
+SI_USER, SI_KERNEL = (0x10001, 0x10006) if sys.platform.startswith("freebsd") else (0, 0x80)
 
 
 @dataclass
