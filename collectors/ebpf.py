@@ -56,6 +56,7 @@ from profiler.errors import CollectorUnavailable, StprofError, TracingError, Usa
 from profiler.model import Profile, Rusage
 from profiler.target import (
     Interrupted,
+    command_needs_own_group,
     decode_wait_status,
     raise_exec_error,
     relay_signals,
@@ -304,15 +305,16 @@ class EbpfCollector(Collector):
     # ------------------------------------------------------------ tracing
     def _trace_command(self) -> Outcome:
         argv = self.options.command
-        child = spawn_paused(argv, self.options.credentials)
+        child = spawn_paused(argv, self.options.credentials,
+                             own_group=command_needs_own_group())
         try:
             self._arm(child.pid, argv[0])
-            child.release()
-            error = child.exec_error()
-            if error is not None:
-                _reap(child.pid)
-                raise_exec_error(argv[0], error)
-            with relay_signals(child.pid):
+            with relay_signals(child.pid, child.group):
+                child.release()
+                error = child.exec_error()
+                if error is not None:
+                    _reap(child.pid)
+                    raise_exec_error(argv[0], error)
                 _, status, usage = os.wait4(child.pid, 0)
             ended = time.monotonic_ns()
         except BaseException:

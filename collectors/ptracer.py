@@ -39,6 +39,7 @@ from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, 
 from profiler.target import (
     RELAYED_SIGNALS,
     Interrupted,
+    command_needs_own_group,
     decode_wait_status,
     proc_state_and_flags,
     raise_exec_error,
@@ -147,12 +148,13 @@ class PtraceCollector(Collector):
         exec_nrs = frozenset(
             self._numbers[name] for name in ("execve", "execveat") if name in self._numbers
         )
-        child = spawn_paused(options.command, options.credentials)
+        child = spawn_paused(options.command, options.credentials,
+                             own_group=command_needs_own_group())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         survivors: set[int] = set()
         try:
             _start_tracee(tracer, child.pid)
-            with relay_signals(child.pid):
+            with relay_signals(child.pid, child.group):
                 started = _wait_first_stop(tracer, child.pid)
                 child.release()
                 if started and tracer.until_exec(child.pid, exec_nrs):
@@ -170,12 +172,12 @@ class PtraceCollector(Collector):
             child.close()
             raise
         err = child.exec_error()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # before close() reaps the guard
         child.close()
         if err is not None:
             if tracer.timeline is not None:
                 tracer.timeline.writer.abort()
             raise_exec_error(options.command[0], err)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         profile = self._profile(tracer)
         _finish_timeline(tracer, profile, time.monotonic_ns())
         root = tracer.procs.get(child.pid)

@@ -1,8 +1,9 @@
-"""The gate program: a 400-byte x86-64 Linux executable the command waits in.
+"""The gate program: a 625-byte x86-64 Linux executable the command waits in.
 
 stprof (bcc and LLVM loaded, some 150 MB mapped) starts it with posix_spawn
 (a vfork: stprof's image is neither copied nor torn down).  It drops
-privileges, says it is ready, waits at the gate and execs the command, so
+privileges, asks the kernel to SIGKILL it when stprof dies (PR_SET_PDEATHSIG,
+kept across the exec), says it is ready, waits at the gate and execs the command, so
 the command's execve, where counting starts, costs what it costs outside
 stprof.  A shell could wait at the gate too, but its start-up (about 0.5 ms
 of CPU and a hundred page faults) would land in the command's rusage, and a
@@ -22,10 +23,13 @@ import sys
 
 GATE_ASM = """\
 # stprof's gate program, x86-64 Linux: no libc, no data, position-independent.
-# argv: [name, GATE_FD, ERR_FD, N, c1..cN, PATH, ARGV0, ARGS...]; c1..cN is
-# empty (N=0) or UID GID GROUPS... (N>=2): setgroups, setgid, setuid.
+# argv: [name, GATE_FD, ERR_FD, PARENT, N, c1..cN, PATH, ARGV0, ARGS...];
+# c1..cN is empty (N=0) or UID GID GROUPS... (N>=2): setgroups, setgid, setuid.
 # Signals 32 and 33 (glibc's own, which its posix_spawn leaves ignored, as
 # sigaddset refuses them) are set to SIG_DFL.
+# After the drop (a change of credentials clears it): PR_SET_PDEATHSIG
+# SIGKILL, so the command dies with stprof; if getppid() is no longer PARENT,
+# stprof died before that took effect: exit 125.
 # Then: FD_CLOEXEC on ERR_FD, write "r" to ERR_FD, read 1 byte from GATE_FD;
 # unless it is "g": exit 125.  Close GATE_FD, execve(PATH, &ARGV0, envp);
 # on any failure write the errno in decimal to ERR_FD, exit 127 (ENOENT,
@@ -65,10 +69,10 @@ sigdfl:                                     # glibc's posix_spawn ignores 32, 33
         syscall
         test    rax, rax
         js      fail
-        mov     rdi, [r12+24]
+        mov     rdi, [r12+32]
         call    atoi
         mov     rbp, rax                    # N
-        lea     rbx, [r12+32]               # &c1
+        lea     rbx, [r12+40]               # &c1
         test    rbp, rbp
         jz      ready
         lea     rax, [rbp*4+15]             # room for N-2 gid_t, 16-aligned
@@ -106,6 +110,19 @@ drop:
         test    rax, rax
         js      fail
 ready:
+        mov     eax, 157                    # prctl(PR_SET_PDEATHSIG, SIGKILL)
+        mov     edi, 1
+        mov     esi, 9
+        syscall
+        test    rax, rax
+        js      fail
+        mov     rdi, [r12+24]
+        call    atoi
+        mov     r8, rax                     # stprof's pid
+        mov     eax, 110                    # getppid()
+        syscall
+        cmp     rax, r8
+        jne     closed                      # stprof is gone already
         lea     rbx, [rbx+rbp*8]            # &PATH
         push    0x72                        # "r"
         mov     eax, 1                      # write(err, "r", 1)
@@ -183,18 +200,20 @@ atoi_done:
 # tests/test_target.py checks the two agree where ``as`` is installed.
 GATE_CODE = bytes.fromhex(
     "488b1c244c8d6424084d8d6cdc086a006a006a006a00bd20000000b80d00000089ef4889"
-    "e631d241ba080000000f05ffc583fd2176e5498b7c2408e8660100004989c6498b7c2410"
-    "e8590100004989c7b8480000004c89ffbe02000000ba010000000f054885c00f88dd0000"
-    "00498b7c2418e82f0100004889c5498d5c24204885ed7472488d04ad0f0000004883e0f0"
-    "4829c44d31c04d8d48024939e973124a8b3ccbe8fe0000004289048449ffc0ebe5b87400"
-    "00004c89c74889e60f054885c00f8883000000488b7b08e8d60000004889c7b86a000000"
-    "0f054885c0786b488b3be8bf0000004889c7b8690000000f054885c07854488d1ceb6a72"
-    "b8010000004c89ff4889e6ba010000000f0531c04c89f74889e6ba010000000f054883f8"
-    "fc74eb4883f8017571803c2467756bb8030000004c89f70f05b83b000000488b3b488d73"
-    "084c89ea0f0548f7d84989c04883ec20488d742420b90a00000031d248f7f180c23048ff"
-    "ce88164885c075ee488d5424204829f2b8010000004c89ff0f05bf7e0000004983f80274"
-    "064983f814750cbf7f000000eb05bf7d000000b8e70000000f0531c00fb60f85c9740e48"
-    "6bc00a488d4408d048ffc7ebebc3"
+    "e631d241ba080000000f05ffc583fd2176e5498b7c2408e8a10100004989c6498b7c2410"
+    "e8940100004989c7b8480000004c89ffbe02000000ba010000000f054885c00f88180100"
+    "00498b7c2420e86a0100004889c5498d5c24284885ed747a488d04ad0f0000004883e0f0"
+    "4829c44d31c04d8d48024939e973124a8b3ccbe8390100004289048449ffc0ebe5b87400"
+    "00004c89c74889e60f054885c00f88be000000488b7b08e8110100004889c7b86a000000"
+    "0f054885c00f88a2000000488b3be8f60000004889c7b8690000000f054885c00f888700"
+    "0000b89d000000bf01000000be090000000f054885c07871498b7c2418e8c30000004989"
+    "c0b86e0000000f054c39c00f85a4000000488d1ceb6a72b8010000004c89ff4889e6ba01"
+    "0000000f0531c04c89f74889e6ba010000000f054883f8fc74eb4883f8017571803c2467"
+    "756bb8030000004c89f70f05b83b000000488b3b488d73084c89ea0f0548f7d84989c048"
+    "83ec20488d742420b90a00000031d248f7f180c23048ffce88164885c075ee488d542420"
+    "4829f2b8010000004c89ff0f05bf7e0000004983f80274064983f814750cbf7f000000eb"
+    "05bf7d000000b8e70000000f0531c00fb60f85c9740e486bc00a488d4408d048ffc7ebeb"
+    "c3"
 )
 
 GATE_BASE = 0x400000

@@ -9,7 +9,7 @@ as exit status 127 with one line and no traceback.
 The process waiting at the gate is small: stprof (bcc and LLVM loaded, some
 150 MB mapped) starts it with posix_spawn (a vfork: its image is neither
 copied nor torn down) as the gate program (profiler/gate_program.py), a
-400-byte program run from a memfd, which drops privileges, says it is ready, waits at the gate and
+625-byte program run from a memfd, which drops privileges, says it is ready, waits at the gate and
 execs the command.  So the command's execve, where counting starts, costs
 what it costs outside stprof.  Where that program cannot run (not x86-64
 Linux, or exec from a memfd forbidden) the child is a fork of stprof that
@@ -18,6 +18,13 @@ image (a few ms on a large stprof).
 
 Under sudo the child drops to the invoking user before exec: root is for the
 probes, not for the command.
+
+The command does not outlive stprof: on Linux it is started with
+PR_SET_PDEATHSIG SIGKILL (set after the privilege drop, which would clear
+it), so a SIGKILL of stprof kills it too, as a tracer's PTRACE_O_EXITKILL
+would; when it leads a process group of its own, a guard (see
+:data:`GUARD_SCRIPT`) kills that whole group if stprof dies before the command
+has ended.  Signals: see :func:`relay_signals`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import os
 import pwd
 import shutil
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -132,6 +141,8 @@ class PausedChild:
     _error_r: int
     started_ns: int = field(default_factory=time.monotonic_ns)
     released_ns: int | None = None
+    group: int | None = None  # the process group it leads, if not stprof's
+    guard: tuple[int, int] | None = None  # the group's guard: its pid, stprof's end of its pipe
 
     def release(self) -> None:
         """Let the child exec.  Raises if the exec itself failed."""
@@ -153,14 +164,26 @@ class PausedChild:
         return int(data.decode())
 
     def kill(self) -> None:
+        """SIGKILL the child, and its process group when it leads its own."""
         with suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+        if self.group is not None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.group, signal.SIGKILL)
 
     def close(self) -> None:
+        """Close the pipes; the command has ended (or was killed): dismiss the guard."""
         for fd in (self._gate_w, self._error_r):
             if fd >= 0:
                 os.close(fd)
         self._gate_w = self._error_r = -1
+        if self.guard is not None:
+            pid, said = self.guard
+            self.guard = None
+            with suppress(OSError):
+                os.write(said, b"done\n")
+            os.close(said)
+            _reap(pid)
 
 
 def _read_all(fd: int) -> bytes:
@@ -178,11 +201,40 @@ def raise_exec_error(argv0: str, err: int) -> None:
     raise CommandNotExecutable(f"{shown(argv0)}: {os.strerror(err)}")
 
 
-# Signals the command starts with at their default action, whatever stprof
-# (Python ignores SIGPIPE and SIGXFSZ) or its parent did with them.
-DEFAULT_SIGNALS = (
-    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ,
+# Signals stprof passes on to the command (see relay_signals).
+RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+# Those of them stprof's parent left ignored (nohup: SIGHUP; a shell's
+# background job without job control: SIGINT, SIGQUIT), read when this module
+# is first imported, before stprof sets any handler.  Python keeps an
+# inherited SIG_IGN of SIGINT (it installs its own handler only otherwise)
+# and leaves the others alone.  They stay ignored in the command, and stprof
+# ignores them too rather than pass them on.
+IGNORED_AT_START = frozenset(
+    sig for sig in RELAYED_SIGNALS if signal.getsignal(sig) == signal.SIG_IGN
 )
+
+# Signals the command starts with at their default action, whatever stprof
+# did with them: Python ignores SIGPIPE and SIGXFSZ for itself (whether
+# stprof's parent ignored them cannot be known, so they start at default).
+DEFAULT_SIGNALS = tuple(
+    sig for sig in (*RELAYED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ)
+    if sig not in IGNORED_AT_START
+)
+
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
+
+
+def _prctl() -> Any:
+    """libc's prctl, loaded before a fork (None where there is none)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def spawn_paused(
@@ -190,13 +242,18 @@ def spawn_paused(
     creds: Credentials | None = None,
     child_setup: Callable[[], None] | None = None,
     environ: dict[str, str] | None = None,
+    own_group: bool = False,
 ) -> PausedChild:
     """Start a child that waits at a gate, then (after ``release()``) execs argv.
 
     It runs as ``creds`` (dropped before it waits), with argv[0] as given,
     the executable found by :func:`resolve_command`, stprof's open
-    inheritable descriptors, process group and signal mask cleared, and
-    :data:`DEFAULT_SIGNALS` at their default action.  On return it is ready
+    inheritable descriptors, signal mask cleared, :data:`DEFAULT_SIGNALS` at
+    their default action (:data:`IGNORED_AT_START` stay ignored), and
+    stprof's process group, or with ``own_group`` a new one it leads (see
+    :func:`command_needs_own_group`).  On Linux it dies with stprof
+    (PR_SET_PDEATHSIG SIGKILL, set after the privilege drop; the gate gives
+    up if stprof is already gone then).  On return it is ready
     at the gate: what it runs before the command's execve is stprof's, not
     the command's.  ``child_setup``, if given, runs in the child after the
     gate opens, before the privilege drop; it needs a fork of stprof (no
@@ -207,21 +264,29 @@ def spawn_paused(
     if creds is not None:
         env.update(HOME=creds.home, USER=creds.user, LOGNAME=creds.user)
     if child_setup is None:
-        child = _spawn_gate(executable, argv, env, creds)
+        child = _spawn_gate(executable, argv, env, creds, own_group)
         if child is not None:
-            return child
+            return _guarded(child)
     gate_r, gate_w = os.pipe()
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    prctl = _prctl()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        _child(executable, argv, env, creds, child_setup, gate_r, gate_w, error_r, error_w)
+        _child(executable, argv, env, creds, child_setup, gate_r, gate_w, error_r, error_w,
+               (prctl, parent), own_group)
+    if own_group:
+        with suppress(OSError):  # as the child does: whichever runs first
+            os.setpgid(pid, pid)
     os.close(gate_r)
     os.close(error_w)
-    return PausedChild(pid, executable, list(argv), gate_w, error_r)
+    return _guarded(PausedChild(pid, executable, list(argv), gate_w, error_r,
+                                group=pid if own_group else None))
 
 
 def _spawn_gate(
-    executable: str, argv: list[str], env: dict[str, str], creds: Credentials | None
+    executable: str, argv: list[str], env: dict[str, str], creds: Credentials | None,
+    own_group: bool,
 ) -> PausedChild | None:
     """posix_spawn the gate program; None if it cannot be run (use a fork)."""
     program = gate_program.descriptor()
@@ -237,7 +302,8 @@ def _spawn_gate(
     try:
         pid = os.posix_spawn(
             f"/proc/self/fd/{program}",
-            ["stprof-gate", str(gate_r), str(error_w), str(len(drop)), *drop, executable, *argv],
+            ["stprof-gate", str(gate_r), str(error_w), str(os.getpid()), str(len(drop)), *drop,
+             executable, *argv],
             env,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, spare_r, gate_r),
@@ -245,6 +311,7 @@ def _spawn_gate(
             ],
             setsigmask=(),
             setsigdef=DEFAULT_SIGNALS,
+            **_new_group(own_group),
         )
     except BaseException as exc:
         for fd in (gate_w, error_r):
@@ -257,7 +324,8 @@ def _spawn_gate(
     finally:
         for fd in (spare_r, spare_w, gate_r, error_w):
             os.close(fd)
-    child = PausedChild(pid, executable, list(argv), gate_w, error_r)
+    child = PausedChild(pid, executable, list(argv), gate_w, error_r,
+                        group=pid if own_group else None)
     try:
         ready = os.read(error_r, 1)
     except BaseException:
@@ -275,6 +343,60 @@ def _spawn_gate(
     return child
 
 
+# The guard of a command's own process group: a shell that waits for stprof
+# to say "done" (the command has ended) and, if stprof dies first (its pipe
+# closes unsaid), SIGKILLs the group, so the command's descendants in it do
+# not outlive stprof either.  It ignores the signals a job gets and leads a
+# group of its own, so a SIGKILL of stprof's group does not reach it.
+GUARD_SCRIPT = 'trap "" INT TERM HUP QUIT; read -r said; [ "$said" = done ] || kill -9 -"$1"'
+
+
+def _guarded(child: PausedChild) -> PausedChild:
+    """Give a child that leads its own group a guard (see :data:`GUARD_SCRIPT`)."""
+    if child.group is None:
+        return child
+    try:
+        child.guard = _start_guard(child.group)
+    except BaseException:
+        child.kill()
+        _reap(child.pid)
+        child.close()
+        raise
+    return child
+
+
+def _start_guard(group: int) -> tuple[int, int] | None:
+    """Start the guard of ``group``; None where no shell can be run."""
+    shell = "/bin/sh"
+    read_end, write_end = os.pipe()
+    spare = os.dup(read_end)
+    try:
+        pid = os.posix_spawn(
+            shell,
+            ["stprof-guard", "-c", GUARD_SCRIPT, "stprof-guard", str(group)],
+            {"PATH": os.defpath},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, spare, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setpgroup=0,
+            setsigmask=(),
+        )
+    except OSError:
+        os.close(write_end)
+        return None
+    finally:
+        os.close(spare)
+        os.close(read_end)
+    return pid, write_end
+
+
+def _new_group(own_group: bool) -> dict[str, Any]:
+    """posix_spawn's argument for a process group of the child's own (none: stprof's)."""
+    return {"setpgroup": 0} if own_group else {}
+
+
 def _reap(pid: int) -> None:
     with suppress(ChildProcessError):
         os.waitpid(pid, 0)
@@ -290,13 +412,19 @@ def _child(
     gate_w: int,
     error_r: int,
     error_w: int,
+    death: tuple[Any, int],
+    own_group: bool,
 ) -> None:  # pragma: no cover - runs in the child
     err = errno.EIO
     try:
+        if own_group:
+            os.setpgid(0, 0)
         os.close(gate_w)
         os.close(error_r)
         for sig in DEFAULT_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        for sig in IGNORED_AT_START:
+            signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if os.read(gate_r, 1) != b"g":
             os._exit(125)
@@ -307,6 +435,7 @@ def _child(
             os.setgroups(list(creds.groups))
             os.setgid(creds.gid)
             os.setuid(creds.uid)
+        _die_with_parent(*death)
         os.execve(executable, argv, env)
     except OSError as exc:
         err = exc.errno or errno.EIO
@@ -318,6 +447,16 @@ def _child(
         os._exit(127 if err in (errno.ENOENT, errno.ENOTDIR) else 126)
 
 
+def _die_with_parent(prctl: Any, parent: int) -> None:  # pragma: no cover - in the child
+    """PR_SET_PDEATHSIG SIGKILL; exit 125 if the parent is already gone."""
+    if prctl is None:
+        return
+    if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError(errno.EIO, "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(125)
+
+
 # ------------------------------------------------------------------ signals
 class Interrupted(Exception):
     """Raised in attach mode when the user asks stprof to stop tracing."""
@@ -325,9 +464,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
@@ -378,27 +514,53 @@ def _thread_count(pid: int) -> int:
         return 0
 
 
+def _terminal_foreground() -> int | None:
+    """The foreground process group of stprof's controlling terminal, if any."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        return os.tcgetpgrp(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def command_needs_own_group() -> bool:
+    """Whether the command is started in a process group of its own.
+
+    A signal sent to stprof's whole process group (``kill -INT -PGID``, GNU
+    timeout, a CI runner stopping a job) would otherwise reach the command
+    twice: directly and through stprof.  In its own group the command gets
+    only stprof's relay of it.  Not so when stprof is in its terminal's
+    foreground group: the command must stay there to read the terminal and
+    stop with it on Ctrl-Z, and a Ctrl-C reaches both (stprof does not relay
+    that one).
+    """
+    foreground = _terminal_foreground()
+    return foreground is None or foreground != os.getpgrp()
+
+
 def terminal_delivers_to(pid: int) -> bool:
     """True when a Ctrl-C on our terminal reaches ``pid`` as well as us.
 
     That is when we are in the terminal's foreground process group and so is
-    the target (it inherited our group).  Then SIGINT/SIGQUIT are not
-    forwarded, or the command would see each Ctrl-C twice.
+    the target (it inherited our group).  Then a SIGINT/SIGQUIT the terminal
+    sent is not forwarded, or the command would see each Ctrl-C twice.
     """
+    foreground = _terminal_foreground()
     try:
-        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+        return foreground is not None and foreground == os.getpgrp() == os.getpgid(pid)
     except OSError:
         return False
-    try:
-        foreground = os.tcgetpgrp(fd)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    try:
-        return foreground == os.getpgrp() == os.getpgid(pid)
-    except OSError:
-        return False
+
+
+# si_code of a signal a process sent with kill(), and of one the kernel sent
+# (a terminal's to its foreground group): Linux's <asm-generic/siginfo.h>,
+# FreeBSD's <sys/signal.h> (the dtrace collector; not run on FreeBSD yet).
+SI_USER, SI_KERNEL = (0x10001, 0x10006) if sys.platform.startswith("freebsd") else (0, 0x80)
 
 
 @dataclass
@@ -407,8 +569,23 @@ class SignalState:
 
 
 @contextmanager
-def relay_signals(target_pid: int | None) -> Iterator[SignalState]:
-    """While tracing: pass SIGINT, SIGTERM, SIGHUP, SIGQUIT on to the command.
+def relay_signals(target_pid: int | None, group: int | None = None) -> Iterator[SignalState]:
+    """While tracing: pass SIGINT, SIGTERM, SIGHUP, SIGQUIT on to the command, once.
+
+    The command gets each such signal once, as it would untraced:
+
+    - in its own process group (``group``, see :func:`command_needs_own_group`)
+      nothing sent to stprof's group reaches it, so every one stprof gets is
+      passed on, to that group (where an untraced command's job would get it);
+    - in stprof's group, one the kernel sent to the whole group (a terminal's
+      Ctrl-C, Ctrl-\\, hang-up) reached it already and is not passed on; one a
+      process sent (``kill PID``) is, to the command alone.
+
+    Telling the two apart needs the sender's ``si_code``, so the signals are
+    blocked and taken by a thread with ``sigwaitinfo`` rather than handled
+    (the stprof CLI has no other thread; one of a caller's that leaves them
+    unblocked gets them handled, and passed on as sent by a process).
+    Signals in :data:`IGNORED_AT_START` stay ignored, by stprof and the command.
 
     With ``target_pid`` None (attach mode) the first such signal raises
     :class:`Interrupted` instead, so the collector detaches and reports.
@@ -416,22 +593,107 @@ def relay_signals(target_pid: int | None) -> Iterator[SignalState]:
     profile is always reported.
     """
     state = SignalState()
-    terminal_shared = target_pid is not None and terminal_delivers_to(target_pid)
+    watched = [sig for sig in RELAYED_SIGNALS if sig not in IGNORED_AT_START]
+    if target_pid is None:
+        with _interrupting(watched, state):
+            yield state
+        return
+    terminal_shared = group is None and terminal_delivers_to(target_pid)
+
+    def relay(batch: list[tuple[int, int]]) -> None:
+        sent: set[int] = set()
+        for signum, si_code in batch:
+            state.received.append(signum)
+            if terminal_shared and si_code == SI_KERNEL:
+                continue  # the terminal sent it to the command as well
+            if signum not in sent:  # see _waited_signals: sent again at once, merged
+                sent.add(signum)
+                _send(target_pid, group, signum)
+
+    with _waited_signals(watched, relay):
+        yield state
+
+
+def _send(pid: int, group: int | None, signum: int) -> None:
+    """``signum`` to the command's group if it leads one, else to the command."""
+    with suppress(ProcessLookupError, PermissionError):
+        if group is None:
+            os.kill(pid, signum)
+            return
+        os.killpg(group, signum)
+        if os.getpgid(pid) != group:  # the command has left its group since
+            os.kill(pid, signum)
+
+
+# A signal sent again within this of the first (GNU timeout signals its child,
+# then its whole group, microseconds apart) is one: untraced, the second would
+# find the first still pending and merge with it, as standard signals do.
+COALESCE_S = 0.001
+
+
+@contextmanager
+def _waited_signals(
+    watched: list[signal.Signals], relay: Callable[[list[tuple[int, int]]], None]
+) -> Iterator[None]:
+    """Block ``watched``; hand them, as (signal, si_code) batches, to ``relay`` from a thread.
+
+    A batch is a signal and those that follow it within :data:`COALESCE_S`
+    of each other.
+    """
+    if not watched:
+        yield
+        return
+
+    def stray(signum: int, _frame: Any) -> None:
+        # Another thread of stprof's (not the CLI's: a caller's) did not block
+        # it and took it: no si_code then; passed on, as one sent by a process.
+        relay([(signum, SI_USER)])
+
+    previous_handlers = {sig: signal.signal(sig, stray) for sig in watched}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    done = threading.Event()
+
+    def wait_loop() -> None:
+        while True:
+            infos = [signal.sigwaitinfo(watched)]
+            while len(infos) < 64 and (more := signal.sigtimedwait(watched, COALESCE_S)):
+                infos.append(more)
+            woken = done.is_set() and any(info.si_pid == os.getpid() for info in infos)
+            relay([(info.si_signo, info.si_code) for info in infos
+                   if not (woken and info.si_pid == os.getpid())])
+            if woken:
+                return  # the wake-up below (stprof signals nothing else to itself)
+
+    thread = threading.Thread(target=wait_loop, name="stprof-signals", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if thread.ident is not None:
+            signal.pthread_kill(thread.ident, watched[0])
+        thread.join()
+        # Signals that came since: the command has ended (its pid may be
+        # another process's by now), or stprof is stopping it on an error.
+        while signal.sigtimedwait(watched, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _interrupting(watched: list[signal.Signals], state: SignalState) -> Iterator[None]:
+    """Attach mode: the first of ``watched`` raises :class:`Interrupted`."""
 
     def handler(signum: int, _frame: Any) -> None:
         state.received.append(signum)
-        if target_pid is None:
-            if len(state.received) == 1:  # later ones must not break the detach
-                raise Interrupted(signum)
-            return
-        from_terminal = signum in (signal.SIGINT, signal.SIGQUIT) and terminal_shared
-        if not from_terminal:
-            with suppress(ProcessLookupError):
-                os.kill(target_pid, signum)
+        if len(state.received) == 1:  # later ones must not break the detach
+            raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in RELAYED_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in watched}
     try:
-        yield state
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
