@@ -49,6 +49,7 @@ from profiler.model import Profile, Rusage
 from profiler.target import (
     Interrupted,
     PausedChild,
+    command_needs_own_group,
     decode_wait_status,
     raise_exec_error,
     relay_signals,
@@ -239,7 +240,8 @@ class DtraceCollector(Collector):
     def _run_command(self, argv: list[str]) -> Profile:
         spec = self._prepared_spec()
         profile = Profile(command=list(argv), collector=self.name)
-        child = spawn_paused(argv, self.options.credentials)
+        child = spawn_paused(argv, self.options.credentials,
+                             own_group=command_needs_own_group())
         running: _Running | None = None
         reaped = False
         try:
@@ -342,7 +344,7 @@ class DtraceCollector(Collector):
 # ------------------------------------------------------------ helpers
 def _release_and_wait(child: PausedChild) -> tuple[int, Any, int | None]:
     """Let the command exec, then wait4 for it (our child): status, rusage, exec errno."""
-    with relay_signals(child.pid):
+    with relay_signals(child.pid, child.group):
         child.release()
         exec_errno = child.exec_error()
         _, status, usage = os.wait4(child.pid, 0)
