@@ -12,7 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from collector_guard import unavailable_reason
 from workloads import build
+
+LINUX_COLLECTORS = ("ptrace", "ebpf")
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +46,14 @@ def time_limit() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(params=LINUX_COLLECTORS)
+def collector(request: pytest.FixtureRequest) -> str:
+    """Each Linux collector's name in turn; skipped with its reason where it cannot
+    run (a failure instead under STPROF_REQUIRE)."""
+    name: str = request.param
+    reason = unavailable_reason(name)
+    if reason:
+        pytest.skip(f"{name} collector unavailable here: {reason}")
+    return name

@@ -14,22 +14,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from collector_guard import unavailable_reason
 
 from collectors.syscall_names import syscall_table
 from profiler.target import PF_KTHREAD, proc_state_and_flags
 
 STPROF = [sys.executable, "-m", "stprof"]
-LINUX_COLLECTORS = ("ptrace", "ebpf")
 
-
-@pytest.fixture(params=LINUX_COLLECTORS)
-def collector(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    reason = unavailable_reason(name)
-    if reason:
-        pytest.skip(f"{name} collector unavailable here: {reason}")
-    return name
 
 
 def stprof(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,6 @@ from collector_guard import unavailable_reason
 from workloads import build
 
 STPROF = [sys.executable, "-m", "stprof"]
-LINUX_COLLECTORS = ("ptrace", "ebpf")
 SETTLE_S = 0.5  # time for a second, duplicate delivery to show
 WAIT_S = 30.0  # the longest any step may take (eBPF compiles its probes: ~3 s)
 
@@ -48,14 +47,6 @@ pytestmark = pytest.mark.usefixtures("time_limit")
 def signal_id(sig: signal.Signals) -> str:
     return sig.name
 
-
-@pytest.fixture(params=LINUX_COLLECTORS)
-def collector(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    reason = unavailable_reason(name)
-    if reason:
-        pytest.skip(f"{name} collector unavailable here: {reason}")
-    return name
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,6 @@ SLICE_KINDS = {"fault", "irq", "softirq"}  # every other X event is a syscall
 GETPPID, ENOENT, CHILD, THREAD, PAGES = 5, 3, 4, 6, 10
 
 
-@pytest.fixture(params=("ebpf", "ptrace"))
-def collector(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    reason = unavailable_reason(name)
-    if reason:
-        pytest.skip(f"{name} collector unavailable here: {reason}")
-    return name
-
 
 def need(name: str) -> None:
     reason = unavailable_reason(name)
