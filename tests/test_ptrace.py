@@ -242,10 +242,13 @@ class Boom(Exception):
     pass
 
 
-def marked_processes(marker: str) -> list[psutil.Process]:
+def marked_processes(marker: str, binary: Path) -> list[psutil.Process]:
+    """Live processes of ``binary`` (this checkout's build) with ``marker`` in their argv."""
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
-        if marker in (process.info["cmdline"] or []) and process.info["status"] != "zombie":
+        cmdline = process.info["cmdline"] or []
+        if (cmdline[:1] == [str(binary)] and marker in cmdline
+                and process.info["status"] != "zombie"):
             found.append(process)
     return found
 
@@ -267,9 +270,9 @@ def test_an_exception_in_the_loop_kills_the_traced_tree(groundtruth: Path) -> No
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     deadline = time.monotonic() + 5
-    while marked_processes(marker) and time.monotonic() < deadline:
+    while marked_processes(marker, groundtruth) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert marked_processes(marker) == []
+    assert marked_processes(marker, groundtruth) == []
     assert no_children_left()
 
 
