@@ -54,6 +54,7 @@ from collectors.ebpf_plan import (
 from collectors.syscall_names import syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Profile, Rusage
+from profiler.phases import phase, record
 from profiler.target import (
     Interrupted,
     decode_wait_status,
@@ -67,6 +68,11 @@ BPF_SOURCE = Path(__file__).with_name("bpf") / "stprof.c"
 SETUP_FIX = "run `make setup` (or: apt-get install python3-bpfcc bpfcc-tools)"
 HEADERS_FIX = ("run `make setup` (installs linux-headers and links them as "
                "/lib/modules/$(uname -r)/build)")
+
+# clang flags beside the plan's -D flags.  -g0: no debug info.  bcc compiles with
+# -g for BTF (source lines in verifier logs, typed map dumps in bpftool);
+# stprof needs neither, and the debug info costs a third of the compile here.
+CLANG_FLAGS = ("-g0",)
 
 # stprof.c's phase and mode values for threads put in the map from here
 PH_ARMED, PH_ACTIVE = 1, 3
@@ -162,18 +168,21 @@ class EbpfCollector(Collector):
     def prepare(self) -> None:
         if self._bpf is not None:
             return
-        available = self.availability()
-        if not available.ok:
-            raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
-        problem = kernel.ensure_tracefs()
-        if problem is not None:
-            raise CollectorUnavailable(f"ebpf collector: {problem}",
-                                       "mount -t debugfs none /sys/kernel/debug")
-        self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
-                              self._raw_events, self._forced_timeline_buffer)
-        self._bpf = _compile(self.plan)
+        with phase("checks"):
+            available = self.availability()
+            if not available.ok:
+                raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
+            problem = kernel.ensure_tracefs()
+            if problem is not None:
+                raise CollectorUnavailable(f"ebpf collector: {problem}",
+                                           "mount -t debugfs none /sys/kernel/debug")
+        with phase("plan"):
+            self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
+                                  self._raw_events, self._forced_timeline_buffer)
+        self._bpf = _compile(self.plan)  # times "compile" and "load+attach (bcc)"
         try:
-            self._attach(self.plan)
+            with phase("load+attach (plan)"):
+                self._attach(self.plan)
         except BaseException:
             self.close()
             raise
@@ -181,8 +190,9 @@ class EbpfCollector(Collector):
     def close(self) -> None:
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
-            _detach_tracepoints_in_parallel(bpf)
-            bpf.cleanup()
+            with phase("teardown"):
+                _detach_tracepoints_in_parallel(bpf)
+                bpf.cleanup()
 
     def run(self) -> Profile:
         self.prepare()
@@ -513,19 +523,38 @@ class EbpfCollector(Collector):
 # ------------------------------------------------------------------ helpers
 def _compile(plan: Plan) -> Any:
     try:
-        from bcc import BPF
+        with phase("import bcc"):
+            from bcc import BPF
     except (ImportError, OSError) as exc:
         raise CollectorUnavailable(f"ebpf collector: cannot import bcc ({exc})",
                                    SETUP_FIX) from None
     source = BPF_SOURCE.read_text()
     try:
-        return BPF(text=source.encode(), cflags=plan.cflags())
+        return _timed_bpf_class(BPF)(text=source.encode(), cflags=[*plan.cflags(), *CLANG_FLAGS])
     except Exception as exc:
         if plan.raw_syscalls or plan.raw_events:  # old kernels: plain tracepoints
             last_line = (str(exc).strip().splitlines() or ["?"])[-1]
             plan.without_raw_tracepoints(f"refused by the kernel or bcc ({last_line})")
             return _compile(plan)
         raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
+
+
+def _timed_bpf_class(bpf_class: Any) -> Any:
+    """bcc's BPF class, its compile (clang, LLVM) timed apart from the load (the
+    verifier) and attach of the TRACEPOINT_PROBEs it attaches itself."""
+
+    class TimedBPF(bpf_class):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            self._stprof_started = time.perf_counter()
+            super().__init__(**kwargs)
+
+        def _trace_autoload(self) -> None:
+            compiled = time.perf_counter()
+            record("compile", compiled - self._stprof_started)
+            super()._trace_autoload()
+            record("load+attach (bcc)", time.perf_counter() - compiled)
+
+    return TimedBPF
 
 
 def _attach_or_fail(attach: Any, what: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 
 from profiler.errors import StprofError, UsageError
 from profiler.model import Profile
+from profiler.phases import phase
 from stprof.options import (
     Subparsers,
     add_collector_options,
@@ -16,6 +17,7 @@ from stprof.options import (
     choose_collector,
     collector_options,
     say,
+    time_phases,
     view_of,
 )
 from stprof.outputs import emit
@@ -31,6 +33,7 @@ def register(sub: Subparsers) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    time_phases(args)
     view = view_of(args)
     check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
     check_syscall_names(view.only)
@@ -39,10 +42,11 @@ def execute(args: argparse.Namespace) -> int:
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
-    with cls(options) as collector:
+    with cls(options) as collector, phase("run (command) and read"):
         profile: Profile = collector.run()
     try:
-        emit(profile, args, view)
+        with phase("report"):
+            emit(profile, args, view)
     except StprofError as exc:  # the command ran: its status still wins
         say(exc.one_line())
     return profile.exit_status or 0
