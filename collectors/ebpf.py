@@ -32,6 +32,7 @@ import importlib.util
 import os
 import platform
 import select
+import subprocess
 import sys
 import threading
 import time
@@ -122,6 +123,8 @@ class EbpfCollector(Collector):
         self._refused_irq_tracepoints: list[str] = []
         self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
         self._closed: list[read.ClosedThread] = []
+        # the process that releases the regular tracepoints after close() (tests wait on it)
+        self._keeper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -191,8 +194,7 @@ class EbpfCollector(Collector):
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
             with phase("teardown"):
-                _detach_tracepoints_in_parallel(bpf)
-                bpf.cleanup()
+                self._keeper = _release_in_background(bpf)
 
     def run(self) -> Profile:
         self.prepare()
@@ -599,6 +601,49 @@ def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]], raw: bool) -> list[str
             _detach_tracepoint(bpf, entry, raw)
             refused.append(exit_)
     return refused
+
+
+def _release_in_background(bpf: Any) -> subprocess.Popen[bytes] | None:
+    """Detach everything; the regular tracepoints' last release happens in a keeper.
+
+    The last close of a regular tracepoint's perf event waits for RCU grace
+    periods (~75 ms each here, see _detach_tracepoints_in_parallel).  A keeper
+    process (`cat`, reading a pipe) is given those perf event fds first, so
+    stprof's own closes in bcc's cleanup() are not the last ones and return at
+    once (bcc disables each event before closing it: the probes stop firing
+    then).  When the pipe closes, the keeper exits and the kernel releases the
+    tracepoints in its exit, which nobody waits for; if the keeper or stprof is
+    killed, the kernel releases them just the same.  Without a keeper (no
+    `cat`), they are detached here, in parallel.
+    """
+    fds = sorted(fd for fd in getattr(bpf, "tracepoint_fds", {}).values()
+                 if isinstance(fd, int) and fd >= 0)
+    keeper = _start_keeper(fds) if fds else None
+    if keeper is None:
+        _detach_tracepoints_in_parallel(bpf)
+        bpf.cleanup()
+        return None
+    process, hold = keeper
+    try:
+        bpf.cleanup()
+    finally:
+        os.close(hold)  # the keeper reads EOF: it exits and the kernel lets go
+    return process
+
+
+def _start_keeper(fds: list[int]) -> tuple[subprocess.Popen[bytes], int] | None:
+    """`cat` holding ``fds`` until the returned pipe end is closed; None if it cannot start."""
+    wait_r, wait_w = os.pipe()
+    try:
+        process = subprocess.Popen(["cat"], stdin=wait_r, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, pass_fds=fds, close_fds=True,
+                                   start_new_session=True)
+    except OSError:
+        os.close(wait_w)
+        return None
+    finally:
+        os.close(wait_r)
+    return process, wait_w
 
 
 def _detach_tracepoints_in_parallel(bpf: Any) -> None:
