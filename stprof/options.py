@@ -241,6 +241,15 @@ def time_phases(args: argparse.Namespace) -> None:
         phases.record("start-up (python, imports, arguments)", since_exec)
 
 
+def time_phases_end(args: argparse.Namespace) -> None:
+    """With -v: the whole time since the interpreter started, phases and gaps."""
+    from profiler import phases
+
+    since_exec = phases.since_exec() if getattr(args, "verbose", False) else None
+    if since_exec is not None:
+        phases.record("total (since exec)", since_exec)
+
+
 def say(message: str) -> None:
     """One line for the user on stderr, as every message of stprof."""
     print(f"stprof: {message}", file=sys.stderr)

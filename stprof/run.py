@@ -18,6 +18,7 @@ from stprof.options import (
     collector_options,
     say,
     time_phases,
+    time_phases_end,
     view_of,
 )
 from stprof.outputs import emit
@@ -34,11 +35,12 @@ def register(sub: Subparsers) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     time_phases(args)
-    view = view_of(args)
-    check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
-    check_syscall_names(view.only)
-    options = collector_options(args)
-    cls = choose_collector(args.collector)
+    with phase("checks (options, collector choice)"):
+        view = view_of(args)
+        check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
+        check_syscall_names(view.only)
+        options = collector_options(args)
+        cls = choose_collector(args.collector)
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
@@ -49,4 +51,5 @@ def execute(args: argparse.Namespace) -> int:
             emit(profile, args, view)
     except StprofError as exc:  # the command ran: its status still wins
         say(exc.one_line())
+    time_phases_end(args)
     return profile.exit_status or 0
