@@ -182,13 +182,14 @@ class EbpfCollector(Collector):
         with phase("plan"):
             self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
                                   self._raw_events, self._forced_timeline_buffer)
-        self._bpf = _compile(self.plan)  # times "compile" and "load+attach (bcc)"
+        self._bpf = _compile(self.plan)  # times "compile"
         try:
-            with phase("load+attach (plan)"):
-                self._attach(self.plan)
+            attaching = time.perf_counter()
+            self._attach(self.plan)
         except BaseException:
             self.close()
             raise
+        _record_load_and_attach(self._bpf, time.perf_counter() - attaching)
 
     def close(self) -> None:
         bpf, self._bpf = self._bpf, None
@@ -542,11 +543,13 @@ def _compile(plan: Plan) -> Any:
 
 
 def _timed_bpf_class(bpf_class: Any) -> Any:
-    """bcc's BPF class, its compile (clang, LLVM) timed apart from the load (the
-    verifier) and attach of the TRACEPOINT_PROBEs it attaches itself."""
+    """bcc's BPF class, its compile (clang, LLVM) timed apart from the loads of
+    its programs (the verifier) and from the attaches of those it attaches itself."""
 
     class TimedBPF(bpf_class):  # type: ignore[misc]
         def __init__(self, **kwargs: Any) -> None:
+            self.stprof_load_seconds = 0.0  # in load_func: the verifier
+            self.stprof_autoload_seconds = 0.0  # bcc's own loads and attaches
             self._stprof_started = time.perf_counter()
             super().__init__(**kwargs)
 
@@ -554,9 +557,24 @@ def _timed_bpf_class(bpf_class: Any) -> Any:
             compiled = time.perf_counter()
             record("compile", compiled - self._stprof_started)
             super()._trace_autoload()
-            record("load+attach (bcc)", time.perf_counter() - compiled)
+            self.stprof_autoload_seconds = time.perf_counter() - compiled
+
+        def load_func(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super().load_func(*args, **kwargs)
+            finally:
+                self.stprof_load_seconds += time.perf_counter() - started
 
     return TimedBPF
+
+
+def _record_load_and_attach(bpf: Any, attach_seconds: float) -> None:
+    """The phases "load (verifier)" and "attach", over bcc's attaches and stprof's."""
+    loading = getattr(bpf, "stprof_load_seconds", 0.0)
+    both = getattr(bpf, "stprof_autoload_seconds", 0.0) + attach_seconds
+    record("load (verifier)", loading)
+    record("attach", max(0.0, both - loading))
 
 
 def _attach_or_fail(attach: Any, what: str) -> None:

@@ -218,7 +218,7 @@ def test_doctor_timing_times_each_phase_of_a_run() -> None:
     table = result.stdout.split("Timing of a run of `true`", 1)[1]
     rows = {line.rsplit(None, 1)[0].strip(): int(line.rsplit(None, 1)[1])
             for line in table.splitlines()[3:] if line.strip()}
-    for name in ("plan", "import bcc", "compile", "load+attach (bcc)", "load+attach (plan)",
+    for name in ("plan", "import bcc", "compile", "load (verifier)", "attach",
                  "run (command) and read", "teardown", "report", "total (after start-up)"):
         assert name in rows, (name, table)
     parts = sum(ms for name, ms in rows.items() if not name.startswith(("total", "start-up")))
@@ -235,7 +235,7 @@ def test_verbose_says_each_phase_on_stderr(collector: str) -> None:
     assert said[-2:] == ["report", "total (since exec)"]
     assert said.index("checks (options, collector choice)") < said.index("run (command) and read")
     if collector == "ebpf":
-        assert (said.index("compile") < said.index("load+attach (plan)")
+        assert (said.index("compile") < said.index("load (verifier)") < said.index("attach")
                 < said.index("run (command) and read") < said.index("teardown"))
 
 
