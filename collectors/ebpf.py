@@ -15,10 +15,10 @@ the set at fork (task_newtask) when their parent is traced.
 Syscalls, faults and interrupts are probed with raw tracepoints where the
 kernel takes them (else regular tracepoints: each of those costs ~75 ms to
 detach, so the few that stay, sched/task events whose programs read
-task_struct fields through tracefs' formats, are detached from parallel
-threads at close), and a running thread's state sits in
-its CPU's slot (stprof.c's `oncpu`, filled at context switches), so a
-syscall costs no hash lookup; whenever threads are added from here, or a run
+task_struct fields through tracefs' formats, are released at close by a
+keeper process that stprof does not wait for: _release_in_background), and a
+running thread's state sits in its CPU's slot (stprof.c's `oncpu`, filled at
+context switches), so a syscall costs no hash lookup; whenever threads are added from here, or a run
 ends, the slots are made stale (ebpf_read's start_run, threads_added,
 stop_run).
 
