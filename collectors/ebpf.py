@@ -622,20 +622,25 @@ def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]], raw: bool) -> list[str
 
 
 def _release_in_background(bpf: Any) -> subprocess.Popen[bytes] | None:
-    """Detach everything; the regular tracepoints' last release happens in a keeper.
+    """Detach everything; the tracepoints' last release happens in a keeper.
 
     The last close of a regular tracepoint's perf event waits for RCU grace
-    periods (~75 ms each here, see _detach_tracepoints_in_parallel).  A keeper
-    process (`cat`, reading a pipe) is given those perf event fds first, so
-    stprof's own closes in bcc's cleanup() are not the last ones and return at
-    once (bcc disables each event before closing it: the probes stop firing
-    then).  When the pipe closes, the keeper exits and the kernel releases the
+    periods (~75 ms each here, see _detach_tracepoints_in_parallel), and so,
+    now and then, does a raw tracepoint's link (100-330 ms in one run of ten:
+    the kernel syncs when a tracepoint's probe count changes in some ways,
+    e.g. while other BPF users share sys_enter).  A keeper process (`cat`,
+    reading a pipe) is given those fds first, so stprof's own closes in bcc's
+    cleanup() are not the last ones and return at once (bcc disables each perf
+    event before closing it; the raw tracepoints' programs still run until the
+    keeper's exit, and do nothing: the run has ended, see stprof.c's `stopped`).
+    When the pipe closes, the keeper exits and the kernel releases the
     tracepoints in its exit, which nobody waits for; if the keeper or stprof is
     killed, the kernel releases them just the same.  Without a keeper (no
-    `cat`), they are detached here, in parallel.
+    `cat`), they are detached here, the regular ones in parallel.
     """
-    fds = sorted(fd for fd in getattr(bpf, "tracepoint_fds", {}).values()
-                 if isinstance(fd, int) and fd >= 0)
+    held = [*getattr(bpf, "tracepoint_fds", {}).values(),
+            *getattr(bpf, "raw_tracepoint_fds", {}).values()]
+    fds = sorted(fd for fd in held if isinstance(fd, int) and fd >= 0)
     keeper = _start_keeper(fds) if fds else None
     if keeper is None:
         _detach_tracepoints_in_parallel(bpf)
