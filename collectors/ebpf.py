@@ -171,7 +171,7 @@ class EbpfCollector(Collector):
     def prepare(self) -> None:
         if self._bpf is not None:
             return
-        with phase("checks"):
+        with phase("checks (ebpf: availability, tracefs)"):
             available = self.availability()
             if not available.ok:
                 raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
