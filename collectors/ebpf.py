@@ -15,10 +15,10 @@ the set at fork (task_newtask) when their parent is traced.
 Syscalls, faults and interrupts are probed with raw tracepoints where the
 kernel takes them (else regular tracepoints: each of those costs ~75 ms to
 detach, so the few that stay, sched/task events whose programs read
-task_struct fields through tracefs' formats, are detached from parallel
-threads at close), and a running thread's state sits in
-its CPU's slot (stprof.c's `oncpu`, filled at context switches), so a
-syscall costs no hash lookup; whenever threads are added from here, or a run
+task_struct fields through tracefs' formats, are released at close by a
+keeper process that stprof does not wait for: _release_in_background), and a
+running thread's state sits in its CPU's slot (stprof.c's `oncpu`, filled at
+context switches), so a syscall costs no hash lookup; whenever threads are added from here, or a run
 ends, the slots are made stale (ebpf_read's start_run, threads_added,
 stop_run).
 
@@ -32,6 +32,7 @@ import importlib.util
 import os
 import platform
 import select
+import subprocess
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ from collectors.ebpf_plan import (
 from collectors.syscall_names import syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.model import Profile, Rusage
+from profiler.phases import phase, record
 from profiler.target import (
     Interrupted,
     command_needs_own_group,
@@ -68,6 +70,11 @@ BPF_SOURCE = Path(__file__).with_name("bpf") / "stprof.c"
 SETUP_FIX = "run `make setup` (or: apt-get install python3-bpfcc bpfcc-tools)"
 HEADERS_FIX = ("run `make setup` (installs linux-headers and links them as "
                "/lib/modules/$(uname -r)/build)")
+
+# clang flags beside the plan's -D flags.  -g0: no debug info.  bcc compiles with
+# -g for BTF (source lines in verifier logs, typed map dumps in bpftool);
+# stprof needs neither, and the debug info costs a third of the compile here.
+CLANG_FLAGS = ("-g0",)
 
 # stprof.c's phase and mode values for threads put in the map from here
 PH_ARMED, PH_ACTIVE = 1, 3
@@ -117,6 +124,8 @@ class EbpfCollector(Collector):
         self._refused_irq_tracepoints: list[str] = []
         self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
         self._closed: list[read.ClosedThread] = []
+        # the process that releases the regular tracepoints after close() (tests wait on it)
+        self._keeper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -163,27 +172,31 @@ class EbpfCollector(Collector):
     def prepare(self) -> None:
         if self._bpf is not None:
             return
-        available = self.availability()
-        if not available.ok:
-            raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
-        problem = kernel.ensure_tracefs()
-        if problem is not None:
-            raise CollectorUnavailable(f"ebpf collector: {problem}",
-                                       "mount -t debugfs none /sys/kernel/debug")
-        self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
-                              self._raw_events, self._forced_timeline_buffer)
-        self._bpf = _compile(self.plan)
+        with phase("checks (ebpf: availability, tracefs)"):
+            available = self.availability()
+            if not available.ok:
+                raise CollectorUnavailable(f"ebpf collector: {available.reason}", available.fix)
+            problem = kernel.ensure_tracefs()
+            if problem is not None:
+                raise CollectorUnavailable(f"ebpf collector: {problem}",
+                                           "mount -t debugfs none /sys/kernel/debug")
+        with phase("plan"):
+            self.plan = make_plan(self.options, self._forced_fault_method, self._raw_syscalls,
+                                  self._raw_events, self._forced_timeline_buffer)
+        self._bpf = _compile(self.plan)  # times "compile"
         try:
+            attaching = time.perf_counter()
             self._attach(self.plan)
         except BaseException:
             self.close()
             raise
+        _record_load_and_attach(self._bpf, time.perf_counter() - attaching)
 
     def close(self) -> None:
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
-            _detach_tracepoints_in_parallel(bpf)
-            bpf.cleanup()
+            with phase("teardown"):
+                self._keeper = _release_in_background(bpf)
 
     def run(self) -> Profile:
         self.prepare()
@@ -515,19 +528,55 @@ class EbpfCollector(Collector):
 # ------------------------------------------------------------------ helpers
 def _compile(plan: Plan) -> Any:
     try:
-        from bcc import BPF
+        with phase("import bcc"):
+            from bcc import BPF
     except (ImportError, OSError) as exc:
         raise CollectorUnavailable(f"ebpf collector: cannot import bcc ({exc})",
                                    SETUP_FIX) from None
     source = BPF_SOURCE.read_text()
     try:
-        return BPF(text=source.encode(), cflags=plan.cflags())
+        return _timed_bpf_class(BPF)(text=source.encode(), cflags=[*plan.cflags(), *CLANG_FLAGS])
     except Exception as exc:
         if plan.raw_syscalls or plan.raw_events:  # old kernels: plain tracepoints
             last_line = (str(exc).strip().splitlines() or ["?"])[-1]
             plan.without_raw_tracepoints(f"refused by the kernel or bcc ({last_line})")
             return _compile(plan)
         raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
+
+
+def _timed_bpf_class(bpf_class: Any) -> Any:
+    """bcc's BPF class, its compile (clang, LLVM) timed apart from the loads of
+    its programs (the verifier) and from the attaches of those it attaches itself."""
+
+    class TimedBPF(bpf_class):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            self.stprof_load_seconds = 0.0  # in load_func: the verifier
+            self.stprof_autoload_seconds = 0.0  # bcc's own loads and attaches
+            self._stprof_started = time.perf_counter()
+            super().__init__(**kwargs)
+
+        def _trace_autoload(self) -> None:
+            compiled = time.perf_counter()
+            record("compile", compiled - self._stprof_started)
+            super()._trace_autoload()
+            self.stprof_autoload_seconds = time.perf_counter() - compiled
+
+        def load_func(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super().load_func(*args, **kwargs)
+            finally:
+                self.stprof_load_seconds += time.perf_counter() - started
+
+    return TimedBPF
+
+
+def _record_load_and_attach(bpf: Any, attach_seconds: float) -> None:
+    """The phases "load (verifier)" and "attach", over bcc's attaches and stprof's."""
+    loading = getattr(bpf, "stprof_load_seconds", 0.0)
+    both = getattr(bpf, "stprof_autoload_seconds", 0.0) + attach_seconds
+    record("load (verifier)", loading)
+    record("attach", max(0.0, both - loading))
 
 
 def _attach_or_fail(attach: Any, what: str) -> None:
@@ -572,6 +621,54 @@ def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]], raw: bool) -> list[str
             _detach_tracepoint(bpf, entry, raw)
             refused.append(exit_)
     return refused
+
+
+def _release_in_background(bpf: Any) -> subprocess.Popen[bytes] | None:
+    """Detach everything; the tracepoints' last release happens in a keeper.
+
+    The last close of a regular tracepoint's perf event waits for RCU grace
+    periods (~75 ms each here, see _detach_tracepoints_in_parallel), and so,
+    now and then, does a raw tracepoint's link (100-330 ms in one run of ten:
+    the kernel syncs when a tracepoint's probe count changes in some ways,
+    e.g. while other BPF users share sys_enter).  A keeper process (`cat`,
+    reading a pipe) is given those fds first, so stprof's own closes in bcc's
+    cleanup() are not the last ones and return at once (bcc disables each perf
+    event before closing it; the raw tracepoints' programs still run until the
+    keeper's exit, and do nothing: the run has ended, see stprof.c's `stopped`).
+    When the pipe closes, the keeper exits and the kernel releases the
+    tracepoints in its exit, which nobody waits for; if the keeper or stprof is
+    killed, the kernel releases them just the same.  Without a keeper (no
+    `cat`), they are detached here, the regular ones in parallel.
+    """
+    held = [*getattr(bpf, "tracepoint_fds", {}).values(),
+            *getattr(bpf, "raw_tracepoint_fds", {}).values()]
+    fds = sorted(fd for fd in held if isinstance(fd, int) and fd >= 0)
+    keeper = _start_keeper(fds) if fds else None
+    if keeper is None:
+        _detach_tracepoints_in_parallel(bpf)
+        bpf.cleanup()
+        return None
+    process, hold = keeper
+    try:
+        bpf.cleanup()
+    finally:
+        os.close(hold)  # the keeper reads EOF: it exits and the kernel lets go
+    return process
+
+
+def _start_keeper(fds: list[int]) -> tuple[subprocess.Popen[bytes], int] | None:
+    """`cat` holding ``fds`` until the returned pipe end is closed; None if it cannot start."""
+    wait_r, wait_w = os.pipe()
+    try:
+        process = subprocess.Popen(["cat"], stdin=wait_r, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, pass_fds=fds, close_fds=True,
+                                   start_new_session=True)
+    except OSError:
+        os.close(wait_w)
+        return None
+    finally:
+        os.close(wait_r)
+    return process, wait_w
 
 
 def _detach_tracepoints_in_parallel(bpf: Any) -> None:

@@ -124,7 +124,13 @@ class Plan:
             "TIMELINE_PAGES": TIMELINE_PAGES,
             "TIMELINE_RINGBUF": int(self.timeline_buffer == TIMELINE_RING),
         }
+        defines.update(self.vector_defines())
         return [f"-D{name}={value}" for name, value in defines.items()]
+
+    def vector_defines(self) -> dict[str, int]:
+        """stprof.c's VEC_<name>: 1 for the vectors whose probes are attached."""
+        attached = {function for _, function in self.manual_tracepoints}
+        return {f"VEC_{vector}": int(f"vec_in_{vector}" in attached) for vector in VECTORS}
 
     def fault_tracepoints(self) -> list[tuple[str, str]]:
         """The fault-entry tracepoints attached by hand, with their function."""

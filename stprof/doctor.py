@@ -10,19 +10,50 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from collectors import NAMES, Availability, ProbeMethod, collector_class
+from profiler import phases
 from profiler.errors import EXIT_UNAVAILABLE
 from stprof.options import Subparsers
 
 
 def register(sub: Subparsers) -> None:
     parser = sub.add_parser("doctor", help="say which collectors and probe methods work here")
+    parser.add_argument("--timing", action="store_true",
+                        help="also profile `true` with the collector auto chooses and say "
+                             "how long each phase of stprof took (start-up, compile, load, "
+                             "attach, the run, teardown, report)")
     parser.set_defaults(execute=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
+    since_exec = phases.since_exec()
     diagnosis = diagnose()
     sys.stdout.write(render_diagnosis(diagnosis))
+    if args.timing and diagnosis.chosen is not None:
+        sys.stdout.write("\n" + render_timing(time_a_run(diagnosis.chosen), since_exec))
     return 0 if diagnosis.usable else EXIT_UNAVAILABLE
+
+
+def time_a_run(collector_name: str) -> list[tuple[str, float]]:
+    """Profile `true` as `stprof run -o /dev/null -- true` would, each phase timed."""
+    from collectors import Options
+    from reports import TextRenderer, ViewOptions
+
+    phases.forget()
+    cls = collector_class(collector_name)
+    with phases.phase("total (after start-up)"):
+        with cls(Options(command=["true"])) as collector, phases.phase("run (command) and read"):
+            profile = collector.run()
+        with phases.phase("report"):
+            TextRenderer(ViewOptions()).render(profile)
+    return phases.recorded()
+
+
+def render_timing(timed: list[tuple[str, float]], since_exec: float | None) -> str:
+    rows = [("start-up (python, imports, arguments)", f"{since_exec * 1000:.0f}")
+            ] if since_exec is not None else []
+    rows += [(name, f"{seconds * 1000:.0f}") for name, seconds in timed]
+    return ("Timing of a run of `true` (each phase, in order; the compile is bcc's clang):\n"
+            + tabulate(rows, headers=["phase", "ms"], colalign=("left", "right")) + "\n")
 
 
 

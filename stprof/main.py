@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from profiler.errors import EXIT_UNAVAILABLE, StprofError
 from profiler.version import stprof_version
-from stprof import check, compare, doctor, history, record, report, run
 from stprof.options import OneLineParser
 
 DESCRIPTION = """\
@@ -27,10 +27,12 @@ killed it); 2 bad usage or unreadable input; 125 stprof cannot work here
 `history`: 0, or 2 bad input.
 """
 
-SUBCOMMANDS = (run, report, doctor, record, compare, check, history)
+SUBCOMMANDS = ("run", "report", "doctor", "record", "compare", "check", "history")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or with ``only`` of that one alone: each
+    subcommand's module is imported only when registered (start-up time)."""
     parser = OneLineParser(
         prog="stprof",
         description=DESCRIPTION,
@@ -40,16 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stprof {stprof_version()}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for module in SUBCOMMANDS:
-        module.register(sub)
+    for name in SUBCOMMANDS if only is None else (only,):
+        importlib.import_module(f"stprof.{name}").register(sub)
     return parser
+
+
+def subcommand_named(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names, when it comes first (``stprof run ...``): only it
+    needs to be registered.  None for anything else (--help, --version, typos)."""
+    return argv[0] if argv and argv[0] in SUBCOMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         # building the parser imports the collectors and renderers: a Ctrl-C
         # then is as much an interruption as one during the run
-        args = build_parser().parse_args(argv)
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(subcommand_named(arguments)).parse_args(arguments)
         status: int = args.execute(args)
         return status
     except StprofError as exc:

@@ -102,6 +102,9 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-follow", dest="follow", action="store_false",
                        help="trace only the first process")
     add_identity_options(group)
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="say on stderr how long each phase of stprof took (start-up, "
+                            "compile, attach, the run, teardown, report)")
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
@@ -291,6 +294,27 @@ def _why_no_new_file(target: Path) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+def time_phases(args: argparse.Namespace) -> None:
+    """With -v: say each phase's time on stderr, from the interpreter's start on."""
+    from profiler import phases
+
+    if not getattr(args, "verbose", False):
+        return
+    phases.echo(True)
+    since_exec = phases.since_exec()
+    if since_exec is not None:
+        phases.record("start-up (python, imports, arguments)", since_exec)
+
+
+def time_phases_end(args: argparse.Namespace) -> None:
+    """With -v: the whole time since the interpreter started, phases and gaps."""
+    from profiler import phases
+
+    since_exec = phases.since_exec() if getattr(args, "verbose", False) else None
+    if since_exec is not None:
+        phases.record("total (since exec)", since_exec)
 
 
 def say(message: str) -> None:

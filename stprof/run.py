@@ -6,6 +6,7 @@ import argparse
 
 from profiler.errors import StprofError, UsageError
 from profiler.model import Profile
+from profiler.phases import phase
 from stprof.options import (
     Subparsers,
     add_collector_options,
@@ -16,6 +17,8 @@ from stprof.options import (
     choose_collector,
     collector_options,
     say,
+    time_phases,
+    time_phases_end,
     view_of,
 )
 from stprof.outputs import emit
@@ -31,18 +34,22 @@ def register(sub: Subparsers) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    view = view_of(args)
-    check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
-    check_syscall_names(view.only)
-    options = collector_options(args)
-    cls = choose_collector(args.collector)
+    time_phases(args)
+    with phase("checks (options, collector choice)"):
+        view = view_of(args)
+        check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
+        check_syscall_names(view.only)
+        options = collector_options(args)
+        cls = choose_collector(args.collector)
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
-    with cls(options) as collector:
+    with cls(options) as collector, phase("run (command) and read"):
         profile: Profile = collector.run()
     try:
-        emit(profile, args, view)
+        with phase("report"):
+            emit(profile, args, view)
     except StprofError as exc:  # the command ran: its status still wins
         say(exc.one_line())
+    time_phases_end(args)
     return profile.exit_status or 0

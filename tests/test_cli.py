@@ -199,6 +199,36 @@ def test_doctor_says_which_collectors_work() -> None:
     assert "--collector auto uses:" in result.stdout
 
 
+def test_doctor_timing_times_each_phase_of_a_run() -> None:
+    reason = unavailable_reason("ebpf")
+    if reason:
+        pytest.skip(f"ebpf collector unavailable here: {reason}")
+    result = stprof("doctor", "--timing")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("Timing of a run of `true`", 1)[1]
+    rows = {line.rsplit(None, 1)[0].strip(): int(line.rsplit(None, 1)[1])
+            for line in table.splitlines()[3:] if line.strip()}
+    for name in ("plan", "import bcc", "compile", "load (verifier)", "attach",
+                 "run (command) and read", "teardown", "report", "total (after start-up)"):
+        assert name in rows, (name, table)
+    parts = sum(ms for name, ms in rows.items() if not name.startswith(("total", "start-up")))
+    assert rows["compile"] > 0 and parts <= rows["total (after start-up)"] + len(rows)
+
+
+def test_verbose_says_each_phase_on_stderr(collector: str) -> None:
+    result = stprof("run", "-v", "--collector", collector, "-o", os.devnull, "--",
+                    "sh", "-c", "exit 3")
+    assert result.returncode == 3
+    said = [line.split(": ")[2] for line in result.stderr.splitlines()
+            if line.startswith("stprof: timing: ")]
+    assert said[0] == "start-up (python, imports, arguments)"
+    assert said[-2:] == ["report", "total (since exec)"]
+    assert said.index("checks (options, collector choice)") < said.index("run (command) and read")
+    if collector == "ebpf":
+        assert (said.index("compile") < said.index("load (verifier)") < said.index("attach")
+                < said.index("run (command) and read") < said.index("teardown"))
+
+
 # --------------------------------------------------- the command's streams
 def test_stdio_untouched_and_report_on_stderr(collector: str) -> None:
     result = stprof("run", "--collector", collector, "--", "sh", "-c",

@@ -7,6 +7,7 @@ is missing); the CI machines have them, so these tests run there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -502,6 +504,52 @@ def test_probes_are_gone_after_an_exception() -> None:
     with pytest.raises(RuntimeError), EbpfCollector(Options(command=["true"])):
         raise RuntimeError("boom")
     assert bpf_and_perf_fds() == before
+
+
+def our_prog_ids() -> set[int]:
+    """The ids of the BPF programs this process holds an fd of."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+            found = re.search(r"^prog_id:\s*(\d+)", info, re.M)
+            if found:
+                ids.add(int(found.group(1)))
+    return ids
+
+
+def prog_exists(prog_id: int) -> bool:
+    import struct
+
+    from collectors import ebpf_kernel
+
+    attr = bytearray(16)
+    struct.pack_into("I", attr, 0, prog_id)
+    fd, error = ebpf_kernel._bpf(13, attr)  # BPF_PROG_GET_FD_BY_ID
+    if fd >= 0:
+        os.close(fd)
+        return True
+    assert error == errno.ENOENT, os.strerror(error)
+    return False
+
+
+def test_close_hands_the_slow_detach_to_a_keeper_that_leaves_nothing() -> None:
+    """close() returns before the regular tracepoints' RCU waits; the keeper
+    process that holds them exits by itself, and then no program of the run is
+    left in the kernel."""
+    before = our_prog_ids()
+    with EbpfCollector(Options(command=["true"])) as loaded:
+        loaded.run()
+        programs = our_prog_ids() - before
+        assert len(programs) > 20
+        regular = len(loaded._bpf.tracepoint_fds)
+    keeper = loaded._keeper
+    assert regular > 0 and keeper is not None
+    assert keeper.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(prog_exists(p) for p in programs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in programs if prog_exists(p)] == []
 
 
 def test_unknown_command_is_refused_before_tracing(collector: EbpfCollector) -> None:

@@ -15,7 +15,12 @@
  *   FAULT_ENTRY_TP  1: exceptions:page_fault_* tracepoints mark fault entry
  *                   0: the page-faults software event does (no such tracepoints)
  *   FAULT_TIMED     1: minor-/major-faults software events mark completion
- *   STACK_FILTER    1: sample stacks only inside faults; 2: all kernel time
+ *   STACK_FILTER    0: no stack sampling (on_sample is not compiled);
+ *                   1: sample stacks only inside faults; 2: all kernel time
+ *   VEC_<name>      1: compile the probes of x86 vector <name> (the plan
+ *                   sets it for the vectors this kernel has and stprof attaches);
+ *                   a probe that is not attached is not compiled either (the
+ *                   compile is most of stprof's start-up)
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
  *   NR_RT_SIGRETURN NR_RESTART_SYSCALL           (-1 where the ABI has none)
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
@@ -984,6 +989,7 @@ int on_fault_entry(void *ctx)
 }
 #endif
 
+#if FAULT_TIMED || !FAULT_ENTRY_TP
 /* software event page-faults: do_user_addr_fault() has started */
 int on_fault_start(void *ctx)
 {
@@ -1000,7 +1006,9 @@ int on_fault_start(void *ctx)
         t->fault_ts = now;
     return 0;
 }
+#endif
 
+#if FAULT_TIMED
 /* software events minor-faults / major-faults: handle_mm_fault() accounted it */
 static __always_inline int fault_done(void *ctx, int major)
 {
@@ -1065,6 +1073,7 @@ int on_fault_major(void *ctx)
 {
     return fault_done(ctx, 1);
 }
+#endif
 
 /* ---------------------------------------------------------- interrupts */
 static __always_inline int irq_enter(u32 kind)
@@ -1132,16 +1141,36 @@ static __always_inline int irq_leave(void *ctx, u32 kind)
     int vec_in_##name(void *ctx) { return irq_enter(kind); } \
     int vec_out_##name(void *ctx) { return irq_leave(ctx, kind); }
 
+#if VEC_local_timer
 VECTOR(local_timer, 0)
+#endif
+#if VEC_reschedule
 VECTOR(reschedule, 1)
+#endif
+#if VEC_call_function
 VECTOR(call_function, 2)
+#endif
+#if VEC_call_function_single
 VECTOR(call_function_single, 3)
+#endif
+#if VEC_irq_work
 VECTOR(irq_work, 4)
+#endif
+#if VEC_x86_platform_ipi
 VECTOR(x86_platform_ipi, 5)
+#endif
+#if VEC_thermal_apic
 VECTOR(thermal_apic, 6)
+#endif
+#if VEC_error_apic
 VECTOR(error_apic, 7)
+#endif
+#if VEC_spurious_apic
 VECTOR(spurious_apic, 8)
+#endif
+#if VEC_deferred_error_apic
 VECTOR(deferred_error_apic, 9)
+#endif
 
 static __always_inline int irq_handler_done(void *ctx, u32 irq)
 {
@@ -1225,6 +1254,7 @@ TRACEPOINT_PROBE(irq, softirq_exit)
 #endif
 
 /* ------------------------------------------------------------- stacks */
+#if STACK_FILTER
 int on_sample(void *ctx)
 {
     struct thread *t = current_thread();
@@ -1256,3 +1286,4 @@ int on_sample(void *ctx)
         count_drop(D_STACK_COUNTS_FULL);
     return 0;
 }
+#endif
