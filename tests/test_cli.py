@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from collector_guard import unavailable_reason
 
 from collectors.syscall_names import syscall_table
 from profiler.target import PF_KTHREAD, proc_state_and_flags

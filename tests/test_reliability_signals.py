@@ -37,6 +37,8 @@ import pytest
 from collector_guard import unavailable_reason
 from workloads import build
 
+from profiler.target import proc_state_and_flags
+
 STPROF = [sys.executable, "-m", "stprof"]
 SETTLE_S = 0.5  # time for a second, duplicate delivery to show
 WAIT_S = 30.0  # the longest any step may take (eBPF compiles its probes: ~3 s)
@@ -360,11 +362,14 @@ def until(condition: Callable[[], bool], what: str, seconds: float = WAIT_S) -> 
 
 
 def _children(pid: int) -> list[int]:
+    """The live children of ``pid`` (not zombies: the eBPF collector's keeper of
+    its tracepoints, which it does not wait for, may be one; see ebpf.py)."""
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
         return []
-    return [int(child) for child in text.split()]
+    return [child for child in map(int, text.split())
+            if (proc_state_and_flags(child) or ("Z", 0))[0] not in ("Z", "X")]
 
 
 def _in_write_to_stderr(pid: int) -> bool:
