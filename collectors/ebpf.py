@@ -125,7 +125,6 @@ class EbpfCollector(Collector):
         self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
         self._closed: list[read.ClosedThread] = []
         # the process that releases the regular tracepoints after close() (tests wait on it)
-        self._keeper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -196,7 +195,7 @@ class EbpfCollector(Collector):
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
             with phase("teardown"):
-                self._keeper = _release_in_background(bpf)
+                _release_in_background(bpf)
 
     def run(self) -> Profile:
         self.prepare()
@@ -623,7 +622,7 @@ def _attach_pairs(bpf: Any, pairs: list[tuple[str, str]], raw: bool) -> list[str
     return refused
 
 
-def _release_in_background(bpf: Any) -> subprocess.Popen[bytes] | None:
+def _release_in_background(bpf: Any) -> None:
     """Detach everything; the tracepoints' last release happens in a keeper.
 
     The last close of a regular tracepoint's perf event waits for RCU grace
@@ -637,38 +636,48 @@ def _release_in_background(bpf: Any) -> subprocess.Popen[bytes] | None:
     keeper's exit, and do nothing: the run has ended, see stprof.c's `stopped`).
     When the pipe closes, the keeper exits and the kernel releases the
     tracepoints in its exit, which nobody waits for; if the keeper or stprof is
-    killed, the kernel releases them just the same.  Without a keeper (no
-    `cat`), they are detached here, the regular ones in parallel.
+    killed, the kernel releases them just the same.  The keeper is not stprof's
+    child (a shell starts it in the background and exits), so no zombie of it
+    is left to stprof, whose process tree stays its command's.  Without a
+    keeper (no `sh` or `cat`), they are detached here, the regular ones in
+    parallel.
     """
     held = [*getattr(bpf, "tracepoint_fds", {}).values(),
             *getattr(bpf, "raw_tracepoint_fds", {}).values()]
     fds = sorted(fd for fd in held if isinstance(fd, int) and fd >= 0)
-    keeper = _start_keeper(fds) if fds else None
-    if keeper is None:
+    hold = _start_keeper(fds) if fds else None
+    if hold is None:
         _detach_tracepoints_in_parallel(bpf)
         bpf.cleanup()
-        return None
-    process, hold = keeper
+        return
     try:
         bpf.cleanup()
     finally:
         os.close(hold)  # the keeper reads EOF: it exits and the kernel lets go
-    return process
 
 
-def _start_keeper(fds: list[int]) -> tuple[subprocess.Popen[bytes], int] | None:
-    """`cat` holding ``fds`` until the returned pipe end is closed; None if it cannot start."""
+def _start_keeper(fds: list[int]) -> int | None:
+    """`cat` holding ``fds`` until the returned pipe end is closed; None if it cannot start.
+
+    A shell puts it in the background and exits at once; the pipe is the
+    shell's stdin, copied to fd 3 for the job (a background job's own stdin
+    is /dev/null).
+    """
     wait_r, wait_w = os.pipe()
     try:
-        process = subprocess.Popen(["cat"], stdin=wait_r, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, pass_fds=fds, close_fds=True,
-                                   start_new_session=True)
-    except OSError:
+        shell = subprocess.run(
+            ["sh", "-c", "exec 3<&0; cat <&3 >/dev/null 2>&1 &"], stdin=wait_r,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=fds,
+            close_fds=True, start_new_session=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
         os.close(wait_w)
         return None
     finally:
         os.close(wait_r)
-    return process, wait_w
+    if shell.returncode != 0:
+        os.close(wait_w)
+        return None
+    return wait_w
 
 
 def _detach_tracepoints_in_parallel(bpf: Any) -> None:

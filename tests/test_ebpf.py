@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from collector_guard import unavailable_reason
 from workloads import build
@@ -536,17 +537,17 @@ def prog_exists(prog_id: int) -> bool:
 def test_close_hands_the_slow_detach_to_a_keeper_that_leaves_nothing() -> None:
     """close() returns before the regular tracepoints' RCU waits; the keeper
     process that holds them exits by itself, and then no program of the run is
-    left in the kernel."""
+    left in the kernel; the keeper is no child of ours."""
     before = our_prog_ids()
+    children = {child.pid for child in psutil.Process().children()}
     with EbpfCollector(Options(command=["true"])) as loaded:
         loaded.run()
         programs = our_prog_ids() - before
         assert len(programs) > 20
         regular = len(loaded._bpf.tracepoint_fds)
-    keeper = loaded._keeper
-    assert regular > 0 and keeper is not None
-    assert keeper.wait(timeout=30) == 0
-    deadline = time.monotonic() + 10
+    assert regular > 0
+    assert {child.pid for child in psutil.Process().children()} <= children
+    deadline = time.monotonic() + 30
     while any(prog_exists(p) for p in programs) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p for p in programs if prog_exists(p)] == []

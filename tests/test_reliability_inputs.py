@@ -38,6 +38,7 @@ import pytest
 from collector_guard import unavailable_reason
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from workloads import build
 
 from collectors.syscall_names import syscall_table
 from profiler.budgets import BUDGET_LIMIT, load_budget, parse_budget
@@ -75,7 +76,6 @@ class Ran:
     stderr: str
     seconds: float
     peak_rss: int  # bytes
-    pid: int
 
     def lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if line.strip()]
@@ -83,23 +83,31 @@ class Ran:
 
 def run_stprof(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
                prefix: tuple[str, ...] = ()) -> Ran:
-    """stprof as a subprocess, with its own peak RSS (wait4's rusage)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """stprof as a subprocess, with its own peak RSS.
+
+    The kernel keeps a forked child's peak from before its exec in its
+    ru_maxrss, so stprof is started by a small program (workloads/peak_rss.c)
+    rather than forked from pytest, whose own size (bcc loaded by other tests)
+    would be measured instead.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
         started = time.monotonic()
-        process = subprocess.Popen([*prefix, *STPROF, *args], stdout=out, stderr=err,
+        process = subprocess.Popen([str(build("peak_rss")), peak.name, *prefix, *STPROF, *args],
+                                   stdout=out, stderr=err,
                                    stdin=subprocess.DEVNULL, text=True, cwd=REPO, env=env)
         watchdog = threading.Timer(timeout, process.kill)
         watchdog.start()
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status, _ = os.wait4(process.pid, 0)
         finally:
             watchdog.cancel()
         seconds = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Ran(process.returncode, out.read(), err.read(), seconds, usage.ru_maxrss * 1024,
-                   process.pid)
+        peak_kib = int(peak.read().strip() or 0)
+        return Ran(process.returncode, out.read(), err.read(), seconds, peak_kib * 1024)
 
 
 def checksum(path: Path) -> tuple[int, int, int | str]:
@@ -485,12 +493,13 @@ def test_fuzzed_budgets_load_or_are_refused_in_one_line(text: str) -> None:
 @pytest.mark.skipif(not LINUX, reason="attaching is tested on Linux")
 @pytest.mark.parametrize("collector", ["ptrace", "ebpf"])
 def test_attaching_to_stprof_itself_is_refused(collector: str) -> None:
-    # the shell's pid is stprof's once the shell execs it
+    # the shell's pid is stprof's once the shell execs it; the shell says it first
     ran = run_stprof("run", "-c", collector, timeout=30,
-                     prefix=("sh", "-c", 'exec "$@" -p $$', "sh"))
+                     prefix=("sh", "-c", 'echo "$$" >&2; exec "$@" -p $$', "sh"))
     assert ran.returncode == 2, ran.stderr
-    assert ran.lines() == [f"stprof: -p {ran.pid}: that is stprof itself, and no process can "
-                           "trace itself"]
+    pid, *message = ran.lines()
+    assert message == [f"stprof: -p {pid}: that is stprof itself, and no process can "
+                       "trace itself"]
 
 
 def _ptrace_or_skip() -> None:

@@ -453,7 +453,8 @@ def test_unwritable_timeline_is_refused_before_the_command_runs(tmp_path: Path,
             path, reason = tmp_path / "missing" / "t.json", "No such file or directory"
         else:
             path = stack.enter_context(read_only_dir(tmp_path)) / "t.json"
-            reason = "Permission denied"
+            why = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+            reason = f"no new file can be made in {path.parent}: {why}"
         result = stprof("run", "-c", "ptrace", "--timeline", str(path), "--",
                         "touch", str(marker))
     assert result.returncode == 2
