@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 from profiler.errors import StprofError, UsageError
-from profiler.model import Profile
+from profiler.model import Interval, Profile
+from reports import ViewOptions
 from stprof.options import (
     Subparsers,
     add_collector_options,
+    add_long_run_options,
     add_timeline_options,
     add_view_options,
     check_syscall_names,
@@ -27,6 +31,7 @@ def register(sub: Subparsers) -> None:
     add_collector_options(parser)
     add_view_options(parser)
     add_timeline_options(parser)
+    add_long_run_options(parser)
     parser.set_defaults(execute=execute)
 
 
@@ -35,14 +40,28 @@ def execute(args: argparse.Namespace) -> int:
     check_writable(args.output, args.json, args.stacks, args.html, args.timeline)
     check_syscall_names(view.only)
     options = collector_options(args)
+    options.show_interval = interval_printer(view)
     cls = choose_collector(args.collector)
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
     with cls(options) as collector:
         profile: Profile = collector.run()
+    if profile.intervals and options.show_interval is not None:
+        options.show_interval(profile.intervals[-1], "last interval")
     try:
         emit(profile, args, view)
     except StprofError as exc:  # the command ran: its status still wins
         say(exc.one_line())
     return profile.exit_status or 0
+
+
+def interval_printer(view: ViewOptions) -> Callable[[Interval, str], None]:
+    """Print an interval's summary (or the run so far) on stderr, the report's stream."""
+    from reports.text import interval_summary
+
+    def show(interval: Interval, what: str) -> None:
+        sys.stderr.write(interval_summary(interval, what, view.top or 5))
+        sys.stderr.flush()
+
+    return show
