@@ -9,8 +9,8 @@ imports (bcc, python-ptrace) happen inside the collector's methods, so that
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from profiler.model import Interval, Profile
