@@ -118,7 +118,8 @@ def test_per_thread_splits_a_threaded_process(collector: str, tmp_path: Path) ->
     json_path = tmp_path / "threads.json"
     result = subprocess.run(
         [*STPROF, "run", "-c", collector, "--per-thread", "-P", "--json", str(json_path),
-         "-o", str(tmp_path / "report.txt"), "--", str(build("thread_storm")), str(THREADS), str(CALLS)],
+         "-o", str(tmp_path / "report.txt"),
+         "--", str(build("thread_storm")), str(THREADS), str(CALLS)],
         capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert result.returncode == 0, result.stderr
     profile = Profile.load(json_path)
