@@ -10,6 +10,7 @@ locks.  Python retries the interrupted wait (PEP 475).
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,7 @@ class RunClock:
         self.next_tick: float | None = None
         self.deadline: float | None = None
         self.deadline_passed = False
+        self.failed = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> RunClock:
@@ -80,11 +82,23 @@ class RunClock:
             return
         if self.next_tick is not None and self.interval_s and now >= self.next_tick - 1e-4:
             if self.book is not None:
-                self.book.tick()
+                self._safely(self.book.tick)
             while self.next_tick <= now:
                 self.next_tick += self.interval_s
         self._arm(time.monotonic())
 
     def _usr1(self, _signum: int, _frame: Any) -> None:
         if self.book is not None:
-            self.book.so_far()
+            self._safely(self.book.so_far)
+
+    def _safely(self, reading: Callable[[], None]) -> None:
+        """A reading must never break the tracing it interrupts: a failure is
+        said once on stderr and that reading skipped (the next interval then
+        covers it; the sums stay exact)."""
+        try:
+            reading()
+        except Exception as exc:  # whatever it is, tracing goes on
+            if not self.failed:
+                self.failed = True
+                print(f"stprof: an interval reading failed ({exc}); tracing goes on",
+                      file=sys.stderr)

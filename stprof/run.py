@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -61,7 +62,16 @@ def interval_printer(view: ViewOptions) -> Callable[[Interval, str], None]:
     from reports.text import interval_summary
 
     def show(interval: Interval, what: str) -> None:
-        sys.stderr.write(interval_summary(interval, what, view.top or 5))
+        # one write(2), not sys.stderr: this runs in signal handlers, which may
+        # interrupt another summary's write (buffered streams refuse re-entry)
         sys.stderr.flush()
+        data = interval_summary(interval, what, view.top or 5).encode(errors="replace")
+        while data:
+            try:
+                data = data[os.write(2, data):]
+            except InterruptedError:
+                continue
+            except OSError:
+                return
 
     return show

@@ -210,3 +210,25 @@ def test_duration_lets_the_command_finish_untraced(collector: str, tmp_path: Pat
     assert profile.exit_status == 0
     data = json.loads(json_path.read_text())
     assert data["intervals"] is None
+
+
+def test_intervals_and_task_tables_round_trip_and_older_files_load(tmp_path: Path) -> None:
+    from profiler.model import Interval, TaskSyscalls
+
+    profile = Profile(command=["x"], collector="ptrace")
+    profile.intervals = [Interval(0, 500, {"read": {"calls": 2, "errors": 0, "total_ns": 9}},
+                                  {"count": 1, "total_ns": None}, None)]
+    profile.per_process = [TaskSyscalls(7, 7, "x", {"read": {"calls": 2, "errors": 0,
+                                                             "total_ns": 9}})]
+    path = tmp_path / "p.json"
+    profile.save(path)
+    loaded = Profile.load(path)
+    assert loaded.intervals == profile.intervals
+    assert loaded.per_process == profile.per_process and loaded.per_thread is None
+    older = json.loads(path.read_text())
+    for key in ("intervals", "per_process", "per_thread"):
+        del older[key]
+    assert Profile.from_dict(older).intervals is None
+    older["intervals"] = "no"
+    with pytest.raises(Exception, match="malformed"):
+        Profile.from_dict(older)
