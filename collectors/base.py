@@ -87,6 +87,8 @@ class Collector(ABC):
     platforms: ClassVar[tuple[str, ...]]
     # whether it honours Options.timeline (stprof run --timeline)
     writes_timeline: ClassVar[bool] = False
+    # whether it honours Options.interval_s, duration_s, per_process and per_thread
+    long_runs: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

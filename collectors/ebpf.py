@@ -99,6 +99,7 @@ class EbpfCollector(Collector):
     name: ClassVar[str] = "ebpf"
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,

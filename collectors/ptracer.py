@@ -65,6 +65,7 @@ class PtraceCollector(Collector):
     name: ClassVar[str] = "ptrace"
     description: ClassVar[str] = "ptrace syscall-stops (slow, works without root or bcc)"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:

@@ -46,6 +46,12 @@ def execute(args: argparse.Namespace) -> int:
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
+    wanted = (("-i", options.interval_s), ("--duration", options.duration_s),
+              ("-P", options.per_process), ("--per-thread", options.per_thread))
+    asked = [flag for flag, value in wanted if value]
+    if asked and not cls.long_runs:
+        raise UsageError(f"{asked[0]}: the {cls.name} collector cannot do this "
+                         "(the ebpf and ptrace collectors can)")
     with cls(options) as collector:
         profile: Profile = collector.run()
     if profile.intervals and options.show_interval is not None:
