@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -52,8 +53,14 @@ def execute(args: argparse.Namespace) -> int:
     if asked and not cls.long_runs:
         raise UsageError(f"{asked[0]}: the {cls.name} collector cannot do this "
                          "(the ebpf and ptrace collectors can)")
-    with cls(options) as collector:
-        profile: Profile = collector.run()
+    # SIGUSR1 kills by default: until the collector's clock shows the run so far,
+    # one sent during start-up (or the report) is ignored, not fatal
+    previous_usr1 = signal.signal(signal.SIGUSR1, _not_tracing_yet)
+    try:
+        with cls(options) as collector:
+            profile: Profile = collector.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
     if profile.intervals and options.show_interval is not None:
         options.show_interval(profile.intervals[-1], "last interval")
     try:
@@ -61,6 +68,10 @@ def execute(args: argparse.Namespace) -> int:
     except StprofError as exc:  # the command ran: its status still wins
         say(exc.one_line())
     return profile.exit_status or 0
+
+
+def _not_tracing_yet(_signum: int, _frame: object) -> None:
+    """SIGUSR1 outside tracing: nothing to summarise."""
 
 
 def interval_printer(view: ViewOptions) -> Callable[[Interval, str], None]:
