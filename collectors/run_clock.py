@@ -55,14 +55,17 @@ class RunClock:
             self.next_tick = now + self.interval_s
         if self.duration_s:
             self.deadline = now + self.duration_s
-        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._alarm)
+        if self.next_tick is not None or self.deadline is not None:
+            # only then: SIGALRM stays whatever it was in a run without a timer
+            self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._alarm)
         if self.book is not None:
             self._previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._usr1)
         self._arm(now)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if signal.SIGALRM in self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
