@@ -173,6 +173,7 @@ class Tracer:
         # tid -> tgid (None: not asked for; the loop then pays one test per call)
         self.per_task: dict[int, dict[int, list[int]]] | None = {} if per_task else None
         self.task_pid: dict[int, int] = {}
+        self.task_comm: dict[int, str] = {}  # a thread's name when first seen
         self._info = abi.SyscallInfo()
         regs_type = None if entry_info else self.binding.regs
         self._regs: Any = regs_type() if regs_type is not None else None
@@ -200,6 +201,8 @@ class Tracer:
             proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
         proc.tids.add(tid)
         state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        if self.per_task is not None:
+            self.task_comm[tid] = ids.name
         if self.timeline is not None:
             self.timeline.thread(tid, state, time.monotonic_ns())
         return state

@@ -182,7 +182,7 @@ class PtraceCollector(Collector):
                 named[self._name(nr)] = (before[0] + row[0], before[1] + row[1],
                                          before[2] + row[2])
             counts[(tracer.task_pid[tid], tid)] = named
-        comms = {p.pid: p.comm for p in tracer.procs.values()}
+        comms = {**tracer.task_comm, **{p.pid: p.comm for p in tracer.procs.values()}}
         if self.options.per_process:
             profile.per_process = task_tables(counts, comms, per_thread=False)
         if self.options.per_thread:

@@ -128,6 +128,7 @@ def test_per_thread_splits_a_threaded_process(collector: str, tmp_path: Path) ->
     workers = [t for t in profile.per_thread if t.tid != t.pid]
     assert len(workers) == THREADS
     assert all(t.syscalls["getppid"]["calls"] == CALLS for t in workers)
+    assert {t.comm for t in profile.per_thread} == {"thread_storm"}
     main = next(t for t in profile.per_thread if t.tid == t.pid)
     assert "getppid" not in main.syscalls
     assert {t.pid for t in profile.per_thread} == {t.pid for t in profile.per_process}
