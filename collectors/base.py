@@ -9,10 +9,11 @@ imports (bcc, python-ptrace) happen inside the collector's methods, so that
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
-from profiler.model import Profile
+from profiler.model import Interval, Profile
 from profiler.target import Credentials
 
 
@@ -63,6 +64,18 @@ class Options:
     # at most timeline_limit syscall slices (and as many fault and interrupt slices)
     timeline: str | None = None
     timeline_limit: int = 2_000_000
+    # -i SECONDS: a reading of the counters every interval (profile.intervals);
+    # show_interval is called with each interval, and with the run so far on
+    # SIGUSR1 ("interval" or "so far"), from the main thread
+    interval_s: float | None = None
+    show_interval: Callable[[Interval, str], None] | None = None
+    # --duration SECONDS: stop tracing then (detach from -p PID; a command
+    # finishes untraced, or is killed with duration_kill)
+    duration_s: float | None = None
+    duration_kill: bool = False
+    # --per-process / --per-thread: each task's own syscall counts
+    per_process: bool = False
+    per_thread: bool = False
 
 
 class Collector(ABC):
@@ -74,6 +87,8 @@ class Collector(ABC):
     platforms: ClassVar[tuple[str, ...]]
     # whether it honours Options.timeline (stprof run --timeline)
     writes_timeline: ClassVar[bool] = False
+    # whether it honours Options.interval_s, duration_s, per_process and per_thread
+    long_runs: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

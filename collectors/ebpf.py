@@ -32,6 +32,7 @@ import importlib.util
 import os
 import platform
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -52,8 +53,10 @@ from collectors.ebpf_plan import (
     make_plan,
     sampling_event,
 )
+from collectors.run_clock import RunClock, raise_deadline
 from collectors.syscall_names import syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
+from profiler.intervals import Counters, IntervalBook, task_tables
 from profiler.model import Profile, Rusage
 from profiler.phases import phase, record
 from profiler.target import (
@@ -104,6 +107,7 @@ class EbpfCollector(Collector):
     name: ClassVar[str] = "ebpf"
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,
@@ -124,7 +128,10 @@ class EbpfCollector(Collector):
         self._refused_irq_tracepoints: list[str] = []
         self._ring: Any = None  # ebpf_timeline.RingReader, with --timeline
         self._closed: list[read.ClosedThread] = []
-        # the process that releases the regular tracepoints after close() (tests wait on it)
+        self._book: IntervalBook | None = None
+        # threads closed at --duration's deadline (the command ran on untraced)
+        self._early_closed: list[read.ClosedThread] | None = None
+        self._deadline = ""  # at the deadline: "killed", "untraced" or "" (not reached)
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -203,6 +210,10 @@ class EbpfCollector(Collector):
         self._reset_maps()
         misses_before = self._recursion_misses()
         timeline = self._start_timeline(plan)
+        self._early_closed = None
+        self._deadline = ""
+        self._book = IntervalBook(time.monotonic_ns(), self._read_counters,
+                                  self.options.show_interval)
         try:
             if self.options.attach_pid is not None:
                 outcome = self._trace_attached(self.options.attach_pid)
@@ -266,6 +277,8 @@ class EbpfCollector(Collector):
         for name in ("traced", "procs", "errnos", "sysstats", "faultstats", "budgets",
                      "irqstats", "irqstart", "irqdevs", "drops", "samples"):
             read.bpf_map(bpf, name).clear()
+        if self._require_plan().per_task:
+            read.clear_task_calls(bpf)
         read.start_run(bpf)
 
     # ------------------------------------------------------------ timeline
@@ -327,8 +340,10 @@ class EbpfCollector(Collector):
                 if error is not None:
                     _reap(child.pid)
                     raise_exec_error(argv[0], error)
+                with self._clock(None):
+                    ended = self._wait_command(child.pid)
                 _, status, usage = os.wait4(child.pid, 0)
-            ended = time.monotonic_ns()
+            ended = ended or time.monotonic_ns()
         except BaseException:
             child.kill()
             _reap(child.pid)
@@ -341,7 +356,52 @@ class EbpfCollector(Collector):
             ended_ns=ended,
             exit_status=decode_wait_status(status),
             rusage=Rusage.from_struct(usage),
+            notes=self._deadline_notes(),
         )
+
+    def _wait_command(self, pid: int) -> int | None:
+        """Wait until the command has exited (not reaped), or --duration's deadline.
+
+        At the deadline the command is killed (--duration-kill) and awaited
+        traced, or the counting stops there and the command finishes
+        untraced; returns the time counting stopped then, else None.
+        """
+        pidfd = os.pidfd_open(pid)
+        try:
+            duration = self.options.duration_s
+            if duration is None:
+                _wait_readable(pidfd)
+                return None
+            if _wait_readable(pidfd, time.monotonic() + duration):
+                return None
+            if self.options.duration_kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self._deadline = "killed"
+                _wait_readable(pidfd)
+                return None
+            ended = time.monotonic_ns()
+            self._early_closed = read.live_threads(self._bpf, ended)
+            self._deadline = "untraced"
+            return ended
+        finally:
+            os.close(pidfd)
+
+    def _deadline_notes(self) -> list[str]:
+        duration = self.options.duration_s
+        if self._deadline == "killed":
+            return [f"--duration {duration:g}: the command was killed at the deadline "
+                    "(--duration-kill)"]
+        if self._deadline == "untraced":
+            return [f"--duration {duration:g}: tracing stopped at the deadline; the command "
+                    "then ran on untraced (its exit status and rusage include that part)"]
+        return []
+
+    def _clock(self, on_deadline: Any) -> RunClock:
+        """Interval ticks and SIGUSR1 summaries (and, given ``on_deadline``, the deadline)."""
+        return RunClock(self._book, self.options.interval_s,
+                        self.options.duration_s if on_deadline is not None else None,
+                        on_deadline)
 
     def _arm(self, pid: int, argv0: str) -> None:
         """Put the paused child in the traced set; it goes live at its execve."""
@@ -370,7 +430,7 @@ class EbpfCollector(Collector):
         try:
             self._adopt(pid)
             try:
-                with relay_signals(None):
+                with relay_signals(None), self._clock(raise_deadline):
                     _wait_readable(pidfd)
                 notes.append(f"process {pid} exited while traced")
             except Interrupted as stop:
@@ -415,7 +475,9 @@ class EbpfCollector(Collector):
     def _read_profile(self, plan: Plan, outcome: Outcome) -> Profile:
         bpf = self._bpf
         options = self.options
-        closed = read.live_threads(bpf, outcome.ended_ns)
+        closed = self._early_closed
+        if closed is None:
+            closed = read.live_threads(bpf, outcome.ended_ns)
         self._closed = closed
         profile = Profile(
             command=list(options.command),
@@ -439,7 +501,26 @@ class EbpfCollector(Collector):
         profile.processes = self._processes(plan, outcome, closed)
         profile.timing = self._timing(plan)
         self._add_notes(profile, closed, unknown_ns, outcome)
+        if options.interval_s is not None and self._book is not None:
+            profile.intervals = self._book.finish(profile, outcome.ended_ns)
+        if plan.per_task:
+            counts, comms = read.read_task_calls(self._bpf, self._syscalls)
+            comms.update({p.pid: p.comm for p in profile.processes})
+            if options.per_process:
+                profile.per_process = task_tables(counts, comms, per_thread=False)
+            if options.per_thread:
+                profile.per_thread = task_tables(counts, comms, per_thread=True)
         return profile
+
+    def _read_counters(self) -> Counters:
+        """The run's cumulative counts now (an interval tick, a SIGUSR1 summary)."""
+        now = time.monotonic_ns()
+        plan = self._require_plan()
+        fault_count, fault_ns = read.fault_counts(self._bpf, plan.fault_timed)
+        return Counters(at_ns=now,
+                        syscalls=read.syscall_counts(self._bpf, self._syscalls),
+                        fault_count=fault_count, fault_ns=fault_ns,
+                        budget=read.budget_so_far(self._bpf, now))
 
     def _processes(self, plan: Plan, outcome: Outcome, closed: list[read.ClosedThread]) -> list[
             Any]:
@@ -705,11 +786,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _wait_readable(fd: int) -> None:
+def _wait_readable(fd: int, deadline: float | None = None) -> bool:
+    """Wait for ``fd`` to be readable, until ``deadline`` (time.monotonic) if given."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    while not poller.poll(1000):
-        pass
+    while True:
+        wait_ms = 1000
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            wait_ms = min(wait_ms, max(1, int(left * 1000)))
+        if poller.poll(wait_ms):
+            return True
 
 
 def _proc_text(path: str) -> str:

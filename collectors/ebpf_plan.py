@@ -22,6 +22,9 @@ MAX_PROCS = 65536
 MAX_SYSCALLS = 512
 STACK_ENTRIES = 8192
 HIST_SLOTS = 48  # as in stprof.c
+# --per-process / --per-thread: (task, syscall) pairs counted (stprof.c's taskcalls)
+PER_TASK_ENTRIES = 65536
+PER_TASK_OFF, PER_TASK_PROCESS, PER_TASK_THREAD = 0, 1, 2
 # the timeline's ring buffer: 16384 pages (64 MiB on 4 KiB pages) hold ~1.3 M events,
 # the backlog of a syscall storm while the reader catches up
 TIMELINE_PAGES = 16384
@@ -88,6 +91,8 @@ class Plan:
     # BPF ring buffer (TIMELINE_RINGBUF, Linux 5.8+) or else a perf buffer
     timeline: bool = False
     timeline_buffer: str = TIMELINE_RING
+    # per-task syscall counts: PER_TASK_PROCESS by tgid, PER_TASK_THREAD by tid
+    per_task: int = PER_TASK_OFF
 
     @property
     def fault_timed(self) -> bool:
@@ -123,6 +128,8 @@ class Plan:
             "TIMELINE": int(self.timeline),
             "TIMELINE_PAGES": TIMELINE_PAGES,
             "TIMELINE_RINGBUF": int(self.timeline_buffer == TIMELINE_RING),
+            "PER_TASK": self.per_task,
+            "PER_TASK_ENTRIES": PER_TASK_ENTRIES,
         }
         defines.update(self.vector_defines())
         return [f"-D{name}={value}" for name, value in defines.items()]
@@ -223,4 +230,6 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         manual_tracepoints=irq_tracepoints(raw=events_ok),
         timeline=options.timeline is not None,
         timeline_buffer=timeline_buffer(forced_timeline_buffer),
+        per_task=(PER_TASK_THREAD if options.per_thread
+                  else PER_TASK_PROCESS if options.per_process else PER_TASK_OFF),
     )

@@ -20,6 +20,7 @@ from collectors.ebpf_plan import (
     HIST_SLOTS,
     IRQ_KINDS,
     MAX_SYSCALLS,
+    PER_TASK_ENTRIES,
     Plan,
 )
 from collectors.syscall_names import errno_name, syscall_name
@@ -49,6 +50,8 @@ DROPS = (
     "durations beyond the last histogram bucket, counted in it",
     "events contradicting a thread's state (an earlier event was missed): "
     "the spans before them are unexplained",
+    "calls missing from the per-process/per-thread tables: their map "
+    "({max_tasks} entries) was full",
 )
 
 # Frames that mark a sampled kernel stack as a page fault (sampling method).
@@ -220,6 +223,39 @@ def read_syscalls(bpf: Any, table: dict[int, str], timed_faults: bool) -> dict[s
     return result
 
 
+def syscall_counts(bpf: Any, table: dict[int, str]) -> dict[str, tuple[int, int, int]]:
+    """name -> (calls, errors, total_ns) so far, as read_syscalls sums them."""
+    stats_table = bpf_map(bpf, "sysstats")
+    counts: dict[str, tuple[int, int, int]] = {}
+    for nr in range(MAX_SYSCALLS):
+        values = list(stats_table[stats_table.Key(nr)])
+        calls = per_cpu_sum(values, "calls")
+        if calls:
+            counts[syscall_name(nr, table)] = (calls, per_cpu_sum(values, "errors"),
+                                               per_cpu_sum(values, "total_ns"))
+    return counts
+
+
+def read_task_calls(bpf: Any, table: dict[int, str]) -> tuple[
+        dict[tuple[int, int], dict[str, tuple[int, int, int]]], dict[int, str]]:
+    """--per-process/--per-thread: (pid, tid) -> name -> (calls, errors, total_ns),
+    and each task's name; keyed by tgid (tid = pid) unless counted per thread."""
+    counts: dict[tuple[int, int], dict[str, tuple[int, int, int]]] = {}
+    comms: dict[int, str] = {}
+    for key, value in bpf_map(bpf, "taskcalls").items():
+        pid, task = int(value.tgid), int(key.id)
+        name = syscall_name(int(key.nr), table)
+        counts.setdefault((pid, task), {})[name] = (int(value.calls), int(value.errors),
+                                                    int(value.total_ns))
+        comms[task] = bytes(value.comm).split(b"\0", 1)[0].decode(errors="replace")
+    return counts, comms
+
+
+def clear_task_calls(bpf: Any) -> None:
+    with contextlib.suppress(KeyError):
+        bpf_map(bpf, "taskcalls").clear()
+
+
 # ------------------------------------------------------------------ faults
 def read_faults(bpf: Any, plan: Plan) -> Faults:
     values = first_value(bpf, "faultstats")
@@ -238,6 +274,15 @@ def read_faults(bpf: Any, plan: Plan) -> Faults:
             "interrupts and waits inside the fault; faults that fail or are fixed up "
             "emit no completion and are counted but not timed")
     return faults
+
+
+def fault_counts(bpf: Any, timed: bool) -> tuple[int, int | None]:
+    """(count, total_ns or None) of the faults so far, as read_faults sums them."""
+    values = first_value(bpf, "faultstats")
+    count = per_cpu_sum(values, "user") + per_cpu_sum(values, "in_sys")
+    if not timed:
+        return count, None
+    return count, per_cpu_sum(values, "user_ns") + per_cpu_sum(values, "sys_ns")
 
 
 def incomplete_faults(bpf: Any) -> int:
@@ -266,6 +311,19 @@ def read_budget(bpf: Any, closed: list[ClosedThread]) -> tuple[Budget, int]:
     explained = sum(v for name, v in budget.parts().items() if name != "unexplained_ns")
     budget.unexplained_ns = lifetime - explained
     return budget, charges[C_UNKNOWN]
+
+
+def budget_so_far(bpf: Any, now: int) -> dict[str, int]:
+    """The budget's parts (and lifetime_ns) if every live thread were closed now,
+    without stopping anything: a running thread's state is read from its CPU's
+    slot, which may be a moment old (an interval's parts are then off by that
+    moment; the next interval makes up for it, so the sums stay exact)."""
+    generation = int(bpf_map(bpf, "gens")[bpf_map(bpf, "gens").Key(0)].traced)
+    running = checked_out(bpf, generation)
+    closed = [close_thread(int(key.value), running.get(int(key.value), leaf), now)
+              for key, leaf in bpf_map(bpf, "traced").items() if leaf.phase == PH_ACTIVE]
+    budget, _ = read_budget(bpf, closed)
+    return {"lifetime_ns": budget.lifetime_ns, **budget.parts()}
 
 
 def move_sampled_fault_time(budget: Budget, user_ns: int, in_syscall_ns: int) -> None:
@@ -429,6 +487,7 @@ def read_drops(bpf: Any, plan: Plan) -> list[str]:
     for index, meaning in enumerate(DROPS):
         count = sum(int(v) for v in table[table.Key(index)])
         if count:
-            text = meaning.format(max_threads=plan.max_threads, max_procs=plan.max_procs)
+            text = meaning.format(max_threads=plan.max_threads, max_procs=plan.max_procs,
+                                  max_tasks=PER_TASK_ENTRIES)
             notes.append(f"{count} {text}")
     return notes

@@ -144,6 +144,7 @@ class Tracer:
         restart_syscall_nr: int = -2,
         entry_info: bool = False,
         timeline: Any = None,
+        per_task: bool = False,
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
@@ -168,6 +169,11 @@ class Tracer:
         self.resyncs = 0
         # --timeline: ptracer.TimelineFeed, called once per call (None: no cost but a test)
         self.timeline = timeline
+        # --per-process/--per-thread: tid -> nr -> [calls, errors, total_ns], and
+        # tid -> tgid (None: not asked for; the loop then pays one test per call)
+        self.per_task: dict[int, dict[int, list[int]]] | None = {} if per_task else None
+        self.task_pid: dict[int, int] = {}
+        self.task_comm: dict[int, str] = {}  # a thread's name when first seen
         self._info = abi.SyscallInfo()
         regs_type = None if entry_info else self.binding.regs
         self._regs: Any = regs_type() if regs_type is not None else None
@@ -195,6 +201,8 @@ class Tracer:
             proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
         proc.tids.add(tid)
         state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        if self.per_task is not None:
+            self.task_comm[tid] = ids.name
         if self.timeline is not None:
             self.timeline.thread(tid, state, time.monotonic_ns())
         return state
@@ -268,6 +276,8 @@ class Tracer:
         unknown = UNKNOWN_NR
         root = self.root
         timeline = self.timeline
+        per_task = self.per_task
+        count_task = self.count_task
         while threads:
             try:
                 tid, status = waitpid(-1, wall)
@@ -346,6 +356,8 @@ class Tracer:
                 p[1] += 1
                 errnos = s[7]
                 errnos[err] = errnos.get(err, 0) + 1
+            if per_task is not None:
+                count_task(tid, st[3], nr, d, err != 0 and nr != sigreturn)
             if nr == sample_nr:
                 samples.append(raw_ns)
             if timeline is not None:  # a restarted call's slice is its last attempt
@@ -409,10 +421,27 @@ class Tracer:
         p = st[2]
         p[0] += 1
         p[2] += d
+        if self.per_task is not None:
+            self.count_task(tid, st[3], nr, d, err != 0)
         if err:
             s[S_ERRORS] += 1
             p[1] += 1
             s[S_ERRNOS][err] = s[S_ERRNOS].get(err, 0) + 1
+
+    def count_task(self, tid: int, tgid: int, nr: int, d: int, failed: bool) -> None:
+        """One call of ``nr`` by thread ``tid`` (--per-process, --per-thread)."""
+        calls = self.per_task.get(tid) if self.per_task is not None else None
+        if calls is None:
+            if self.per_task is None:
+                return
+            calls = self.per_task[tid] = {}
+            self.task_pid[tid] = tgid
+        row = calls.get(nr)
+        if row is None:
+            row = calls[nr] = [0, 0, 0]
+        row[0] += 1
+        row[1] += failed
+        row[2] += d
 
     def _is_entry(self, tid: int) -> bool:
         """Ask the kernel whether this syscall-stop is an entry (rarely needed)."""
@@ -538,6 +567,9 @@ class Tracer:
         s[S_CALLS] += 1
         s[S_UNTIMED] += 1
         st[2][0] += 1
+        if self.per_task is not None:
+            task = owner if owner is not None else tid if tid is not None else st[3]
+            self.count_task(task, st[3], nr, 0, False)
         if self.timeline is not None:
             self.timeline.unfinished(st, nr, time.monotonic_ns())
 

@@ -26,15 +26,17 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from collectors import ptrace_abi as abi
 from collectors.base import Availability, Collector, Options, ProbeMethod
 from collectors.ptrace_denial import why_denied
 from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
+from collectors.run_clock import DeadlineReached, RunClock, raise_deadline
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
+from profiler.intervals import Counters, IntervalBook, task_tables
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
 from profiler.target import (
     RELAYED_SIGNALS,
@@ -65,6 +67,7 @@ class PtraceCollector(Collector):
     name: ClassVar[str] = "ptrace"
     description: ClassVar[str] = "ptrace syscall-stops (slow, works without root or bcc)"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
+    long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:
@@ -76,6 +79,7 @@ class PtraceCollector(Collector):
         self.entry_info = False
         self._table = syscall_table()
         self._numbers = {name: nr for nr, name in self._table.items()}
+        self._killed_at_deadline = False  # --duration-kill killed the command
 
     # -------------------------------------------------------- availability
     @classmethod
@@ -140,7 +144,51 @@ class PtraceCollector(Collector):
             rt_sigreturn_nr=self._numbers.get("rt_sigreturn", -2),
             restart_syscall_nr=self._numbers.get("restart_syscall", -2),
             entry_info=self.entry_info,
+            per_task=self.options.per_process or self.options.per_thread,
         )
+
+    def _book(self, tracer: Tracer) -> IntervalBook:
+        """The run's readings (-i, SIGUSR1), taken between two stops."""
+        return IntervalBook(time.monotonic_ns(), lambda: self._read_counters(tracer),
+                            self.options.show_interval)
+
+    def _read_counters(self, tracer: Tracer) -> Counters:
+        counts: dict[str, tuple[int, int, int]] = {}
+        for nr, s in tracer.stats.items():
+            if s[0]:
+                name = self._name(nr)
+                before = counts.get(name, (0, 0, 0))
+                counts[name] = (before[0] + s[0], before[1] + s[1], before[2] + s[2])
+        faults = 0
+        for proc in list(tracer.procs.values()):
+            now = abi.proc_stat(proc.pid) if proc.exit_status is None else None
+            last, base = now or proc.last, proc.baseline
+            if last is not None:
+                faults += last.minflt + last.majflt - (
+                    base.minflt + base.majflt if base else 0)
+        return Counters(at_ns=time.monotonic_ns(), syscalls=counts, fault_count=faults)
+
+    def _name(self, nr: int) -> str:
+        signed = nr - abi.ULONG if nr >= abi.ULONG // 2 else nr  # syscall(-1)
+        return syscall_name(signed, self._table)
+
+    def _task_tables(self, tracer: Tracer, profile: Profile) -> None:
+        """--per-process / --per-thread tables from the tracer's per-thread counts."""
+        if tracer.per_task is None:
+            return
+        counts: dict[tuple[int, int], dict[str, tuple[int, int, int]]] = {}
+        for tid, by_nr in tracer.per_task.items():
+            named: dict[str, tuple[int, int, int]] = {}
+            for nr, row in by_nr.items():
+                before = named.get(self._name(nr), (0, 0, 0))
+                named[self._name(nr)] = (before[0] + row[0], before[1] + row[1],
+                                         before[2] + row[2])
+            counts[(tracer.task_pid[tid], tid)] = named
+        comms = {**tracer.task_comm, **{p.pid: p.comm for p in tracer.procs.values()}}
+        if self.options.per_process:
+            profile.per_process = task_tables(counts, comms, per_thread=False)
+        if self.options.per_thread:
+            profile.per_thread = task_tables(counts, comms, per_thread=True)
 
     def _launch(self) -> Profile:
         options = self.options
@@ -152,14 +200,25 @@ class PtraceCollector(Collector):
                              own_group=command_needs_own_group())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         survivors: set[int] = set()
+        book: IntervalBook | None = None
+        untraced: int | None = None  # when --duration stopped the tracing
+        root_status = 0
+        self._killed_at_deadline = False
         try:
             _start_tracee(tracer, child.pid)
             with relay_signals(child.pid, child.group):
                 started = _wait_first_stop(tracer, child.pid)
                 child.release()
                 if started and tracer.until_exec(child.pid, exec_nrs):
-                    tracer.loop()
-            if tracer.threads:  # the command is gone, its background descendants not
+                    book = self._book(tracer)
+                    deadline = self._deadline_action(child.pid)
+                    untraced = self._loop_until(tracer, book, deadline)
+            if untraced is not None:  # --duration: the command goes on untraced
+                with _signals_held():
+                    survivors = tracer.detach_all()
+                with relay_signals(child.pid, child.group):
+                    root_status = self._await_untraced(tracer, child.pid)
+            elif tracer.threads:  # the command is gone, its background descendants not
                 with _signals_held():
                     survivors = tracer.detach_all()
         except BaseException:
@@ -179,16 +238,67 @@ class PtraceCollector(Collector):
                 tracer.timeline.writer.abort()
             raise_exec_error(options.command[0], err)
         profile = self._profile(tracer)
+        ended = untraced or tracer.root_exit_ns or time.monotonic_ns()
         _finish_timeline(tracer, profile, time.monotonic_ns())
         root = tracer.procs.get(child.pid)
+        if untraced is not None:
+            tracer.root_status = root_status
+            survivors.discard(child.pid)
+            profile.note(f"--duration {options.duration_s:g}: tracing stopped at the deadline; "
+                         "the command then ran on untraced (its exit status and rusage "
+                         "include that part)")
         profile.exit_status = (
             decode_wait_status(tracer.root_status) if tracer.root_status is not None else None
         )
         released = child.released_ns or child.started_ns
-        profile.wall_ns = max(0, (tracer.root_exit_ns or time.monotonic_ns()) - released)
+        profile.wall_ns = max(0, ended - released)
+        if book is not None and options.interval_s is not None:
+            profile.intervals = book.finish(profile, ended)
+        self._task_tables(tracer, profile)
+        if self._killed_at_deadline:
+            profile.note(f"--duration {options.duration_s:g}: the command was killed at the "
+                         "deadline (--duration-kill)")
         profile.rusage = _rusage_delta(before, after, root.baseline if root else None)
         _note_survivors(profile, survivors)
         return profile
+
+    def _deadline_action(self, pid: int) -> Callable[[], None]:
+        """What --duration's deadline does to a command: kill it, or stop tracing."""
+        if not self.options.duration_kill:
+            return raise_deadline
+
+        def kill() -> None:
+            self._killed_at_deadline = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+        return kill
+
+    def _loop_until(self, tracer: Tracer, book: IntervalBook,
+                    on_deadline: Callable[[], None]) -> int | None:
+        """The tracer's loop under the run's clock; the time tracing stopped if
+        --duration's deadline stopped it while the command still ran, else None."""
+        try:
+            with RunClock(book, self.options.interval_s, self.options.duration_s,
+                          on_deadline):
+                tracer.loop()
+        except DeadlineReached:
+            if tracer.root_status is None:
+                return time.monotonic_ns()
+        return None
+
+    @staticmethod
+    def _await_untraced(tracer: Tracer, pid: int) -> int:
+        """The wait status of the command, once it ends after the detach."""
+        if tracer.root_status is not None:
+            return tracer.root_status
+        while True:
+            try:
+                done, status = os.waitpid(pid, abi.WALL)
+            except ChildProcessError:
+                return 0
+            if done == pid and not os.WIFSTOPPED(status):
+                return status
 
     # ------------------------------------------------------------ attaching
     def _attach(self, pid: int) -> Profile:
@@ -196,15 +306,21 @@ class PtraceCollector(Collector):
         command = _cmdline(pid)
         started = time.monotonic_ns()
         interrupted = False
+        profile_note = ""
         survivors: set[int] = set()
         tracer.root = pid
+        book = self._book(tracer)
         try:
             with relay_signals(None):
                 try:
                     _seize_process(tracer, pid)
-                    tracer.loop()
-                except Interrupted:
+                    with RunClock(book, self.options.interval_s, self.options.duration_s):
+                        tracer.loop()
+                except Interrupted as stop:
                     interrupted = True
+                    if isinstance(stop, DeadlineReached):
+                        profile_note = f"--duration {self.options.duration_s:g}: detached " \
+                                       "at the deadline"
         except BaseException:
             if tracer.timeline is not None:
                 tracer.timeline.writer.abort()
@@ -214,10 +330,16 @@ class PtraceCollector(Collector):
                 survivors = tracer.detach_all()
         profile = self._profile(tracer)
         profile.command = command
-        _finish_timeline(tracer, profile, time.monotonic_ns())
+        ended = time.monotonic_ns()
+        _finish_timeline(tracer, profile, ended)
         profile.attached_pid = pid
         profile.exit_status = None
-        profile.wall_ns = time.monotonic_ns() - started
+        profile.wall_ns = ended - started
+        if self.options.interval_s is not None:
+            profile.intervals = book.finish(profile, ended)
+        self._task_tables(tracer, profile)
+        if profile_note:
+            profile.note(profile_note)
         proc = tracer.procs.get(pid)
         if proc is not None and proc.last is not None and proc.baseline is not None:
             profile.rusage = Rusage(

@@ -266,6 +266,41 @@ class Stacks:
         return in_stack
 
 
+@dataclass
+class Interval:
+    """What one stretch of the run measured (stprof run -i SECONDS).
+
+    ``start_ns``/``end_ns`` are from the start of tracing.  ``syscalls`` maps
+    a name to ``{"calls", "errors", "total_ns"}``; ``faults`` is ``{"count",
+    "total_ns"}`` (total_ns null where fault time is not measured); ``budget``
+    holds the Budget's parts and ``lifetime_ns``, or is None.  The intervals
+    of a run add up exactly to its totals: each is the difference of two
+    readings of the same cumulative counters, the last one's end being the
+    final totals.
+    """
+
+    start_ns: int = 0
+    end_ns: int = 0
+    syscalls: dict[str, dict[str, int]] = field(default_factory=dict)
+    faults: dict[str, int | None] = field(default_factory=dict)
+    budget: dict[str, int] | None = None
+
+
+@dataclass
+class TaskSyscalls:
+    """One process's (or thread's) own syscalls (--per-process, --per-thread).
+
+    ``pid`` is the process id (tgid); ``tid`` the thread id, equal to ``pid``
+    in a per-process table.  ``syscalls`` maps a name to ``{"calls",
+    "errors", "total_ns"}``.
+    """
+
+    pid: int
+    tid: int
+    comm: str = ""
+    syscalls: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 # ------------------------------------------------------------------- profile
 def describe_host() -> dict[str, str]:
     """Where a profile was taken: enough to tell two machines apart."""
@@ -291,6 +326,9 @@ class Profile:
     budget: Budget | None = None
     stacks: Stacks | None = None
     attached_pid: int | None = None
+    intervals: list[Interval] | None = None
+    per_process: list[TaskSyscalls] | None = None
+    per_thread: list[TaskSyscalls] | None = None
     host: dict[str, str] = field(default_factory=lambda: describe_host())
     schema: str = SCHEMA
 
@@ -329,6 +367,8 @@ class Profile:
                 value = {name: _syscall_dict(s) for name, s in sorted(value.items())}
             elif f.name == "processes":
                 value = [asdict(p) for p in value]
+            elif f.name in ("intervals", "per_process", "per_thread"):
+                value = None if value is None else [asdict(item) for item in value]
             elif f.name == "faults":
                 value = asdict(value)
                 value["hist"] = trim_hist(value["hist"])
@@ -368,6 +408,9 @@ class Profile:
                 budget=_section(Budget, data["budget"]) if data.get("budget") else None,
                 stacks=_section(Stacks, data["stacks"]) if data.get("stacks") else None,
                 attached_pid=_checked(data.get("attached_pid"), "int | None", "attached_pid"),
+                intervals=_list_of(Interval, data.get("intervals")),
+                per_process=_list_of(TaskSyscalls, data.get("per_process")),
+                per_thread=_list_of(TaskSyscalls, data.get("per_thread")),
                 host=_checked(data.get("host") or {}, "dict[str, str]", "host"),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -436,6 +479,15 @@ def _section(cls: type[_Section], value: Any) -> _Section:
             raise TypeError(f"{cls.__name__.lower()}.{key} has the wrong type")
         kwargs[key] = item
     return cls(**kwargs)
+
+
+def _list_of(cls: type[_Section], value: Any) -> list[_Section] | None:
+    """A list of sections, or None where an older file lacks the key."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TypeError(f"{cls.__name__.lower()} list is not a list")
+    return [_section(cls, item) for item in value]
 
 
 def describe_error(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from tabulate import tabulate
 
-from profiler.model import Budget, Profile, SyscallStats
+from profiler.model import Budget, Interval, Profile, SyscallStats, TaskSyscalls
 from reports.base import Renderer
 from reports.histogram import log2_hist_lines
 from reports.overview import overview_rows
@@ -61,6 +61,8 @@ class TextRenderer(Renderer):
             self.irq_table(profile),
             self.kernel_functions(profile),
             self.process_table(profile),
+            self.task_tables("process", profile.per_process),
+            self.task_tables("thread", profile.per_thread),
             self.notes(profile),
         ]
         return "\n\n".join(s for s in sections if s) + "\n"
@@ -270,6 +272,34 @@ class TextRenderer(Renderer):
         return _table(rows, ["pid", "command", "threads", "syscalls", "syscall time",
                              "minflt", "majflt", "fault time", "exit"])
 
+    def task_tables(self, kind: str, tasks: list[TaskSyscalls] | None) -> str:
+        """--per-process / --per-thread: each task's own syscalls, sorted and capped
+        as the main table is (-S, --top, -e)."""
+        if not tasks:
+            return ""
+        blocks = []
+        for task in tasks:
+            items = [(name, SyscallStats(calls=c["calls"], errors=c["errors"],
+                                         total_ns=c["total_ns"]))
+                     for name, c in task.syscalls.items()
+                     if not self.view.only or name in self.view.only]
+            items.sort(key=SORT_KEYS[self.view.sort])  # type: ignore[arg-type]
+            shown = self._shown(items)
+            whole = sum(s.total_ns for _, s in items)
+            rows = [(name, fmt_count(s.calls), fmt_count(s.errors) if s.errors else "",
+                     fmt_ns(s.total_ns), fmt_ns(s.avg_ns), fmt_pct(s.total_ns, whole))
+                    for name, s in shown]
+            who = (f"pid {task.pid}" if kind == "process"
+                   else f"tid {task.tid} (pid {task.pid})")
+            title = (f"{kind.capitalize()} {who} {task.comm}: "
+                     f"{fmt_count(sum(s.calls for _, s in items))} syscalls, {fmt_ns(whole)}")
+            table = _table(rows, ["syscall", "calls", "errors", "total", "avg", "%"]) if rows \
+                else "(no syscalls)"
+            more = (f"\n({len(items) - len(shown)} more syscalls not shown; --top)"
+                    if len(shown) < len(items) else "")
+            blocks.append(f"{title}\n{table}{more}")
+        return "\n\n".join(blocks)
+
     @staticmethod
     def notes(profile: Profile) -> str:
         if not profile.notes:
@@ -279,3 +309,30 @@ class TextRenderer(Renderer):
 
 def _plural(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+def interval_summary(interval: Interval, what: str, top: int) -> str:
+    """A few lines on one interval (stprof run -i), or on the run so far (SIGUSR1):
+    the top syscalls by time, faults, and the budget's largest parts."""
+    span = f"{interval.start_ns / 1e9:.3f}s-{interval.end_ns / 1e9:.3f}s"
+    calls = sum(c["calls"] for c in interval.syscalls.values())
+    total = sum(c["total_ns"] for c in interval.syscalls.values())
+    lines = [f"-- stprof {what} {span}: {fmt_count(calls)} syscalls, {fmt_ns(total)}"]
+    ranked = sorted(interval.syscalls.items(), key=lambda item: (-item[1]["total_ns"], item[0]))
+    if ranked:
+        lines.append("   " + ", ".join(
+            f"{name} {fmt_count(c['calls'])}x {fmt_ns(c['total_ns'])}"
+            + (f" ({fmt_count(c['errors'])} err)" if c["errors"] else "")
+            for name, c in ranked[:top]))
+    faults = interval.faults
+    fault_ns = faults.get("total_ns")
+    fault_time = f", {fmt_ns(fault_ns)}" if fault_ns is not None else ""
+    parts = [f"faults {fmt_count(faults.get('count') or 0)}{fault_time}"]
+    budget = interval.budget
+    if budget:
+        lifetime = budget.get("lifetime_ns", 0)
+        biggest = sorted(((v, k) for k, v in budget.items() if k in BUDGET_LABELS and v > 0),
+                         reverse=True)[:4]
+        parts.extend(f"{BUDGET_LABELS[k]} {fmt_pct(v, lifetime)}" for v, k in biggest)
+    lines.append("   " + "; ".join(parts))
+    return "\n".join(lines) + "\n"

@@ -57,6 +57,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds greater than 0 (e.g. 0.5)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
 def name_set(text: str) -> set[str]:
     """An argparse type: 'a,b,c' -> {'a', 'b', 'c'}."""
     return {name.strip() for name in text.split(",") if name.strip()}
@@ -128,6 +139,27 @@ def add_timeline_options(parser: argparse.ArgumentParser) -> None:
                             f"fault or interrupt slices; default {DEFAULT_LIMIT:,})")
 
 
+def add_long_run_options(parser: argparse.ArgumentParser) -> None:
+    """-i, --duration, --per-process, --per-thread (stprof run)."""
+    group = parser.add_argument_group("long runs")
+    group.add_argument("-i", "--interval", type=positive_seconds, metavar="SECONDS",
+                       help="every SECONDS, print a summary of that interval (top syscalls "
+                            "by time, faults, the budget) to stderr; the JSON gets "
+                            "`intervals`. `kill -USR1` to stprof prints the run so far, "
+                            "with or without -i")
+    group.add_argument("--duration", type=positive_seconds, metavar="SECONDS",
+                       help="stop tracing after SECONDS: with -p, detach and report (the "
+                            "process runs on); with a command, stop counting then and let "
+                            "it finish untraced, and report when it exits")
+    group.add_argument("--duration-kill", action="store_true",
+                       help="with --duration and a command: kill the command (SIGKILL) at "
+                            "the deadline instead of letting it finish")
+    group.add_argument("-P", "--per-process", action="store_true",
+                       help="also print one syscall table per process (pid, comm)")
+    group.add_argument("--per-thread", action="store_true",
+                       help="also print one syscall table per thread (tid, pid, comm)")
+
+
 def add_identity_options(group: Any) -> None:
     """Who the command runs as: root is for the probes, not for the command."""
     identity = group.add_mutually_exclusive_group()
@@ -163,6 +195,9 @@ def collector_options(args: argparse.Namespace) -> Options:
         raise UsageError("give either a command or -p PID, not both")
     if not command and args.pid is None:
         raise UsageError("no command given (usage: stprof run [OPTIONS] -- COMMAND [ARGS...])")
+    if getattr(args, "duration_kill", False) and (args.pid is not None
+                                                   or getattr(args, "duration", None) is None):
+        raise UsageError("--duration-kill needs --duration and a command (not -p)")
     if command:
         resolve_command(command)
     elif is_stprof_itself(args.pid):
@@ -180,6 +215,11 @@ def collector_options(args: argparse.Namespace) -> Options:
         stack_frequency_hz=args.frequency,
         timeline=getattr(args, "timeline", None),
         timeline_limit=getattr(args, "timeline_limit", DEFAULT_TIMELINE_LIMIT),
+        interval_s=getattr(args, "interval", None),
+        duration_s=getattr(args, "duration", None),
+        duration_kill=getattr(args, "duration_kill", False),
+        per_process=getattr(args, "per_process", False),
+        per_thread=getattr(args, "per_thread", False),
     )
 
 

@@ -72,7 +72,7 @@ enum charge {
 /* Things that could not be counted; reported in the profile's notes. */
 enum drop {
     D_THREADS_FULL, D_PROCS_FULL, D_ERRNOS_FULL, D_STACK_LOST, D_STACK_COUNTS_FULL,
-    D_IRQ_UNBALANCED, D_SYSCALL_RANGE, D_HIST_CLAMPED, D_INCONSISTENT, NDROP
+    D_IRQ_UNBALANCED, D_SYSCALL_RANGE, D_HIST_CLAMPED, D_INCONSISTENT, D_TASKS_FULL, NDROP
 };
 
 /* Interrupt kinds: 0..9 x86 vectors, 10 device irq handlers (all; per irq
@@ -525,6 +525,55 @@ static __always_inline void abandon_fault(struct thread *t)
     add_span(&t->charge[C_UNKNOWN], take_pending(&t->pend_cpu) + take_pending(&t->pend_off));
 }
 
+/* --per-process (PER_TASK 1: keyed by tgid) and --per-thread (2: by tid):
+ * each task's own calls of each syscall.  Without them this is compiled out. */
+#ifndef PER_TASK
+#define PER_TASK 0
+#endif
+#if PER_TASK
+struct task_key {
+    u32 id;
+    u32 nr;
+};
+
+struct task_calls {
+    u64 calls;
+    u64 errors;
+    u64 total_ns;
+    u32 tgid;
+    u32 pad;
+    char comm[TASK_COMM];   /* the thread's name at its first call of nr */
+};
+
+BPF_HASH(taskcalls, struct task_key, struct task_calls, PER_TASK_ENTRIES);
+
+static __always_inline void count_task(struct thread *t, u32 nr, u64 d, int failed)
+{
+    struct task_key key = {.id = PER_TASK == 2 ? (u32)bpf_get_current_pid_tgid() : t->tgid,
+                           .nr = nr};
+    struct task_calls *c = taskcalls.lookup(&key);
+
+    if (!c) {
+        struct task_calls fresh = {.tgid = t->tgid};
+
+        bpf_get_current_comm(&fresh.comm, sizeof(fresh.comm));
+        taskcalls.insert(&key, &fresh);
+        c = taskcalls.lookup(&key);
+        if (!c) {
+            count_drop(D_TASKS_FULL);
+            return;
+        }
+    }
+    __sync_fetch_and_add(&c->calls, 1);
+    __sync_fetch_and_add(&c->total_ns, d);
+    if (failed)
+        __sync_fetch_and_add(&c->errors, 1);
+}
+#define COUNT_TASK(t, nr, d, failed) count_task(t, nr, d, failed)
+#else
+#define COUNT_TASK(t, nr, d, failed)
+#endif
+
 /* One call of syscall nr that took d ns and returned ret; with --timeline,
  * its slice: `type` (TL_SYSCALL, or TL_UNFINISHED for a call its thread's
  * exit cut short) from `start` for `span` ns (a restarted call's slice is its
@@ -539,6 +588,7 @@ static __always_inline void count_call(void *ctx, struct thread *t, s32 nr, u64 
 
     t->syscalls++;
     t->syscall_ns += d;
+    COUNT_TASK(t, key, d, ret < 0 && ret >= -MAX_ERRNO && nr != NR_RT_SIGRETURN);
     if (!s) {
         count_drop(D_SYSCALL_RANGE);
         return;
