@@ -63,6 +63,13 @@ class Options:
     # at most timeline_limit syscall slices (and as many fault and interrupt slices)
     timeline: str | None = None
     timeline_limit: int = 2_000_000
+    # -e trace=SET (collectors.trace_set): the only syscalls counted and timed,
+    # by name (None: all of them); trace_spec is the user's SET as given
+    trace_set: frozenset[str] | None = None
+    trace_spec: str = ""
+    # --no-budget: with a trace set, the eBPF collector probes only the set's own
+    # syscalls (no time budget, which needs every syscall's entry and exit)
+    budget: bool = True
 
 
 class Collector(ABC):
@@ -74,6 +81,8 @@ class Collector(ABC):
     platforms: ClassVar[tuple[str, ...]]
     # whether it honours Options.timeline (stprof run --timeline)
     writes_timeline: ClassVar[bool] = False
+    # whether it honours Options.trace_set (stprof run -e trace=SET)
+    filters_syscalls: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from collectors import ebpf_filter
 from collectors import ebpf_kernel as kernel
 from collectors import ebpf_read as read
 from collectors.base import Availability, Collector, Options, ProbeMethod
@@ -97,6 +98,7 @@ class EbpfCollector(Collector):
     description: ClassVar[str] = "in-kernel counting with eBPF (bcc): syscalls, faults, budget"
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
     writes_timeline: ClassVar[bool] = True
+    filters_syscalls: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,
                  raw_syscalls: bool | None = None, raw_events: bool | None = None,
@@ -173,6 +175,7 @@ class EbpfCollector(Collector):
                               self._raw_events, self._forced_timeline_buffer)
         self._bpf = _compile(self.plan)
         try:
+            ebpf_filter.fill_trace_set(self._bpf, self.options, self._syscalls)
             self._attach(self.plan)
         except BaseException:
             self.close()
@@ -218,6 +221,7 @@ class EbpfCollector(Collector):
         from bcc import PerfType
 
         bpf = self._bpf
+        ebpf_filter.attach_own_syscall_tracepoints(bpf, plan)
         for tracepoint, function in plan.fault_tracepoints():
             _attach_or_fail(lambda tp=tracepoint, fn=function: _attach_tracepoint(
                 bpf, tp, fn, plan.raw_events), f"tracepoint {tracepoint}")
@@ -425,6 +429,7 @@ class EbpfCollector(Collector):
         profile.processes = self._processes(plan, outcome, closed)
         profile.timing = self._timing(plan)
         self._add_notes(profile, closed, unknown_ns, outcome)
+        ebpf_filter.apply_trace_set(profile, self.options, plan)
         return profile
 
     def _processes(self, plan: Plan, outcome: Outcome, closed: list[read.ClosedThread]) -> list[

@@ -164,6 +164,9 @@ class Faults:
     hist: list[int] = field(default_factory=list)
     method: str = "none"
     precision: str = ""
+    # faults whose context the collector could not tell: user mode or inside a
+    # syscall it did not trace (eBPF --no-budget with -e trace=SET)
+    unknown_context: int = 0
 
 
 @dataclass
@@ -280,6 +283,8 @@ class Profile:
     stacks: Stacks | None = None
     attached_pid: int | None = None
     host: dict[str, str] = field(default_factory=lambda: describe_host())
+    # -e trace=SET: {"spec", "syscalls" (the names traced), "method"}; None: all traced
+    trace_set: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     # ---- derived figures
@@ -357,6 +362,7 @@ class Profile:
                 stacks=_section(Stacks, data["stacks"]) if data.get("stacks") else None,
                 attached_pid=data.get("attached_pid"),
                 host=dict(data.get("host") or {}),
+                trace_set=_trace_set_section(data.get("trace_set")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             reason = describe_error(exc)
@@ -372,6 +378,16 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
         return cls.from_json(read_input_file(path), str(path))
+
+
+def _trace_set_section(value: Any) -> dict[str, Any] | None:
+    """The ``trace_set`` key as read: an object with a string spec and a name list."""
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or not isinstance(value.get("spec"), str)
+            or not isinstance(value.get("syscalls"), list)):
+        raise TypeError("trace_set has the wrong type")
+    return dict(value)
 
 
 def _syscall_dict(stats: SyscallStats) -> dict[str, Any]:
