@@ -8,9 +8,11 @@ trace=SAME`` for every syscall, and contain nothing outside the set.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,39 @@ def test_view_filter_still_traces_everything(tmp_path: Path) -> None:
     assert calls(profile)["read"] == 2 * READ  # in the JSON, all of them
     table = (tmp_path / "r.txt").read_text()
     assert "getppid" in table and "\nread " not in table
+
+
+def test_ptrace_installs_the_seccomp_filter_and_untraced_calls_do_not_stop(
+        tmp_path: Path) -> None:
+    _needs("ptrace")
+    report = tmp_path / "r.txt"
+    shown = subprocess.run(
+        [*STPROF, "run", "-c", "ptrace", "-e", "trace=openat", "-o", str(report), "--",
+         "grep", "^Seccomp:", "/proc/self/status"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["Seccomp:", "2"]  # SECCOMP_MODE_FILTER
+    assert "seccomp-bpf filter" in report.read_text()
+    dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=100000", "status=none"]
+    started = time.monotonic()
+    subprocess.run(dd, check=True, timeout=RUN_TIMEOUT_S)
+    untraced_s = time.monotonic() - started
+    path = tmp_path / "dd.json"
+    result = _stprof("run", "-c", "ptrace", "-e", "trace=openat", "--json", str(path),
+                     "-o", os.devnull, "--", *dd)
+    assert result.returncode == 0, result.stderr
+    profile = Profile.load(path)
+    assert "read" not in profile.syscalls and profile.syscalls["openat"].calls >= 1
+    # 200k calls stopped twice each would take seconds (tens of us a stop)
+    assert profile.wall_ns / 1e9 < max(1.0, 5 * untraced_s)
+
+
+def test_seccomp_program_has_one_block_per_run_of_numbers() -> None:
+    from collectors import ptrace_seccomp as sc
+
+    assert sc.ranges([5, 1, 2, 3, 9, 10]) == [(1, 3), (5, 5), (9, 10)]
+    program = sc.filter_program([1, 2, 3, 5], sc.AUDIT_ARCH["x86_64"])
+    returns = [k for code, _, _, k in program if code == sc.BPF_RET_K]
+    assert returns.count(sc.SECCOMP_RET_TRACE) == 2
+    assert program[-1] == (sc.BPF_RET_K, 0, 0, sc.SECCOMP_RET_ALLOW)
+    assert all(jt <= 2 and jf <= 2 for _, jt, jf, _ in program)
