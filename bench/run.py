@@ -226,6 +226,32 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
         ]))
 
 
+def bench_trace_set(bench: Bench, ebpf: bool) -> None:
+    """400k syscalls, none of them traced (-e trace=openat): what untraced calls cost."""
+    name = "dd bs=1 count=200000, -e trace=openat"
+    only = ("-e", "trace=openat")
+    commands = [Command("untraced", STORM),
+                Command("ptrace -e trace=openat (own time)", stprof("ptrace", STORM, *only),
+                        time="own")]
+    if ebpf:
+        commands += [
+            Command("ebpf --no-budget -e trace=openat (own time)",
+                    stprof("ebpf", STORM, "--no-budget", *only), time="own"),
+            Command("ebpf -e trace=openat (own time)", stprof("ebpf", STORM, *only),
+                    time="own"),
+        ]
+    if shutil.which("strace"):
+        commands.append(Command("strace --seccomp-bpf -f -e trace=openat",
+                                ["strace", "--seccomp-bpf", "-f", "-c", "-o", os.devnull,
+                                 "-e", "trace=openat", *STORM]))
+    bench.workload(name, commands, bench.rounds, lambda c: pick(c, name, [
+        ("ptrace -e trace=openat (own time)", "untraced", 1.3),
+        ("ebpf --no-budget -e trace=openat (own time)", "untraced", 1.3),
+        ("ebpf -e trace=openat (own time)", "untraced", None),
+        ("strace --seccomp-bpf -f -e trace=openat", "untraced", None),
+    ]))
+
+
 def bench_small_storm(bench: Bench) -> None:
     """60k syscalls: ptrace against strace and perf trace (each stop costs)."""
     commands = [Command("untraced", SMALL_STORM), Command("ptrace", stprof("ptrace", SMALL_STORM)),
@@ -297,6 +323,7 @@ def main() -> None:
     bench = Bench(args.rounds, args.slow_rounds, floor)
     try:
         bench_storm(bench, ebpf)
+        bench_trace_set(bench, ebpf)
         bench_small_storm(bench)
         bench_both(bench, "dd bs=1M count=2000", BULK, ebpf, args.rounds, floor=True)
         bench_both(bench, "dd bs=10M count=1 (demo)", DEMO, ebpf, args.rounds)

@@ -76,6 +76,13 @@ class Options:
     # --per-process / --per-thread: each task's own syscall counts
     per_process: bool = False
     per_thread: bool = False
+    # -e trace=SET (collectors.trace_set): the only syscalls counted and timed,
+    # by name (None: all of them); trace_spec is the user's SET as given
+    trace_set: frozenset[str] | None = None
+    trace_spec: str = ""
+    # --no-budget: with a trace set, the eBPF collector probes only the set's own
+    # syscalls (no time budget, which needs every syscall's entry and exit)
+    budget: bool = True
 
 
 class Collector(ABC):
@@ -89,6 +96,8 @@ class Collector(ABC):
     writes_timeline: ClassVar[bool] = False
     # whether it honours Options.interval_s, duration_s, per_process and per_thread
     long_runs: ClassVar[bool] = False
+    # whether it honours Options.trace_set (stprof run -e trace=SET)
+    filters_syscalls: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from collectors import ebpf_filter
 from collectors import ebpf_kernel as kernel
 from collectors import ebpf_read as read
 from collectors.base import Availability, Collector, Options, ProbeMethod
@@ -109,6 +110,7 @@ class EbpfCollector(Collector):
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
     long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
+    filters_syscalls: ClassVar[bool] = True
 
     def __init__(self, options: Options, fault_method: str | None = None,
                  raw_syscalls: bool | None = None, raw_events: bool | None = None,
@@ -191,6 +193,7 @@ class EbpfCollector(Collector):
                                   self._raw_events, self._forced_timeline_buffer)
         self._bpf = _compile(self.plan)  # times "compile"
         try:
+            ebpf_filter.fill_trace_set(self._bpf, self.options, self._syscalls)
             attaching = time.perf_counter()
             self._attach(self.plan)
         except BaseException:
@@ -242,6 +245,7 @@ class EbpfCollector(Collector):
         from bcc import PerfType
 
         bpf = self._bpf
+        ebpf_filter.attach_own_syscall_tracepoints(bpf, plan)
         for tracepoint, function in plan.fault_tracepoints():
             _attach_or_fail(lambda tp=tracepoint, fn=function: _attach_tracepoint(
                 bpf, tp, fn, plan.raw_events), f"tracepoint {tracepoint}")
@@ -501,6 +505,7 @@ class EbpfCollector(Collector):
         profile.processes = self._processes(plan, outcome, closed)
         profile.timing = self._timing(plan)
         self._add_notes(profile, closed, unknown_ns, outcome)
+        ebpf_filter.apply_trace_set(profile, self.options, plan)
         if options.interval_s is not None and self._book is not None:
             profile.intervals = self._book.finish(profile, outcome.ended_ns)
         if plan.per_task:

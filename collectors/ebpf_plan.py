@@ -53,6 +53,13 @@ IRQ_KINDS = (*VECTORS, DEVICE_IRQS, *(f"softirq:{name}" for name in SOFTIRQS))
 
 SYSCALLS_RAW = "raw tracepoints sys_enter/sys_exit"
 SYSCALLS_TRACEPOINTS = "raw_syscalls:sys_enter/sys_exit tracepoints"
+SYSCALLS_OWN = "the trace set's syscalls:sys_enter_NAME/sys_exit_NAME tracepoints"
+SYSCALL_ENTER_FUNCTION, SYSCALL_EXIT_FUNCTION = "on_sc_enter", "on_sc_exit"
+SYSCALL_EXIT_CODE_FUNCTION = "on_sc_enter_exit"  # the entry of exit and exit_group
+# probed with --no-budget whatever the set: the command goes live at its execve,
+# exits give the processes' exit codes, and a restarted call is told by these
+TRACE_SET_ALWAYS = ("execve", "execveat", "exit", "exit_group", "rt_sigreturn",
+                    "restart_syscall")
 
 FAULT_TRACEPOINTS = ("exceptions:page_fault_user", "exceptions:page_fault_kernel")
 FAULT_ENTRY_FUNCTION = "on_fault_entry"
@@ -93,6 +100,12 @@ class Plan:
     timeline_buffer: str = TIMELINE_RING
     # per-task syscall counts: PER_TASK_PROCESS by tgid, PER_TASK_THREAD by tid
     per_task: int = PER_TASK_OFF
+    # -e trace=SET: stprof.c's TRACE_SET (counted by the set's numbers); with
+    # --no-budget, own_syscall_tracepoints are the syscalls whose own tracepoints
+    # are probed instead of raw sys_enter/sys_exit (stprof.c's SYSCALL_TPS)
+    trace_set: bool = False
+    no_budget: bool = False
+    own_syscall_tracepoints: list[str] = field(default_factory=list)
 
     @property
     def fault_timed(self) -> bool:
@@ -104,6 +117,8 @@ class Plan:
 
     @property
     def syscall_probe(self) -> str:
+        if self.no_budget:
+            return SYSCALLS_OWN
         return SYSCALLS_RAW if self.raw_syscalls else SYSCALLS_TRACEPOINTS
 
     def cflags(self) -> list[str]:
@@ -130,6 +145,8 @@ class Plan:
             "TIMELINE_RINGBUF": int(self.timeline_buffer == TIMELINE_RING),
             "PER_TASK": self.per_task,
             "PER_TASK_ENTRIES": PER_TASK_ENTRIES,
+            "TRACE_SET": int(self.trace_set),
+            "SYSCALL_TPS": int(self.no_budget),
         }
         defines.update(self.vector_defines())
         return [f"-D{name}={value}" for name, value in defines.items()]
@@ -232,4 +249,24 @@ def make_plan(options: Options, forced_fault_method: str | None = None,
         timeline_buffer=timeline_buffer(forced_timeline_buffer),
         per_task=(PER_TASK_THREAD if options.per_thread
                   else PER_TASK_PROCESS if options.per_process else PER_TASK_OFF),
+        trace_set=options.trace_set is not None,
+        no_budget=options.trace_set is not None and not options.budget,
+        own_syscall_tracepoints=own_syscall_tracepoints(options),
     )
+
+
+# syscalls whose tracepoints carry the kernel's SYSCALL_DEFINE name, not the ABI's
+TRACEPOINT_NAMES = {"stat": "newstat", "lstat": "newlstat", "fstat": "newfstat",
+                    "uname": "newuname", "sendfile": "sendfile64", "umount2": "umount"}
+
+
+def own_syscall_tracepoints(options: Options) -> list[str]:
+    """--no-budget with a trace set: the syscalls whose sys_enter_NAME and
+    sys_exit_NAME tracepoints are probed (those this kernel has)."""
+    if options.trace_set is None or options.budget:
+        return []
+    names = {TRACEPOINT_NAMES.get(name, name)
+             for name in set(options.trace_set) | set(TRACE_SET_ALWAYS)}
+    return sorted(name for name in names
+                  if kernel.tracepoint_exists("syscalls", f"sys_enter_{name}")
+                  and kernel.tracepoint_exists("syscalls", f"sys_exit_{name}"))

@@ -27,6 +27,7 @@ from typing import Any
 
 # ptrace requests (include/uapi/linux/ptrace.h)
 PTRACE_SYSCALL = 24
+PTRACE_CONT = 7
 PTRACE_GETREGS = 12  # x86-64 only
 PTRACE_DETACH = 17
 PTRACE_GETEVENTMSG = 0x4201
@@ -42,6 +43,7 @@ PTRACE_O_TRACEVFORK = 0x04
 PTRACE_O_TRACECLONE = 0x08
 PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_TRACESECCOMP = 0x80
 PTRACE_O_EXITKILL = 0x100000
 FOLLOW_OPTIONS = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
 BASE_OPTIONS = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT
@@ -52,6 +54,7 @@ PTRACE_EVENT_VFORK = 2
 PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_EXIT = 6
+PTRACE_EVENT_SECCOMP = 7
 PTRACE_EVENT_STOP = 128
 
 # struct ptrace_syscall_info.op
@@ -61,6 +64,8 @@ OP_EXIT = 2
 WALL = 0x40000000  # __WALL: wait for threads and clones too
 # A syscall-stop with TRACESYSGOOD: stopped (0x7f), signal SIGTRAP|0x80, no event.
 SYSCALL_STOP_STATUS = ((0x80 | 5) << 8) | 0x7F
+# waitpid's status at a PTRACE_EVENT_SECCOMP stop (SIGTRAP | event << 8)
+SECCOMP_STOP_STATUS = (((PTRACE_EVENT_SECCOMP << 8) | 5) << 8) | 0x7F
 FAILED = -1  # what a failed ptrace() call returns
 ULONG = 1 << 64
 ENOSYS_RAX = ULONG - errno.ENOSYS  # rax at every x86-64 syscall-entry-stop

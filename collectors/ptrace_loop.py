@@ -145,10 +145,23 @@ class Tracer:
         entry_info: bool = False,
         timeline: Any = None,
         per_task: bool = False,
+        wanted: frozenset[int] | None = None,
+        seccomp: bool = False,
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
         self.options = abi.BASE_OPTIONS
+        # -e trace=SET: the syscall numbers counted (None: all).  With ``seccomp``
+        # the tracees run a filter (collectors.ptrace_seccomp) that stops them only
+        # at those: resumed with PTRACE_CONT outside a traced call (see resume())
+        self.wanted = wanted
+        self.seccomp = seccomp
+        # how a thread outside a traced call is resumed: PTRACE_SYSCALL until the
+        # command's execve (until_exec steps through stprof's gate), then with
+        # the seccomp filter PTRACE_CONT
+        self._resume_outside = abi.PTRACE_SYSCALL
+        if seccomp:
+            self.options |= abi.PTRACE_O_TRACESECCOMP
         if follow:
             self.options |= abi.FOLLOW_OPTIONS
         if exit_kill:
@@ -218,7 +231,31 @@ class Tracer:
             del self.procs[st[3]]
 
     def resume(self, tid: int, sig: int = 0) -> None:
-        self.binding.raw(abi.PTRACE_SYSCALL, tid, 0, sig)
+        request = abi.PTRACE_SYSCALL
+        if self.seccomp:  # only a traced call in progress needs its exit stop
+            st = self.threads.get(tid)
+            if st is None or st[0] == OUTSIDE:
+                request = self._resume_outside
+        self.binding.raw(request, tid, 0, sig)
+
+    def _seccomp_entry(self, tid: int, st: list[Any], t: int) -> None:
+        """A PTRACE_EVENT_SECCOMP stop: the entry of a call of the trace set.
+
+        Resumed with PTRACE_SYSCALL, the thread stops next at the call's exit.
+        A thread already in a call (its entry seen as a syscall-stop before its
+        execve, in :meth:`until_exec`) keeps that entry.
+        """
+        if st[0] == OUTSIDE:
+            st[0] = UNKNOWN_NR if self._regs is not None else self._seccomp_nr(tid)
+            st[1] = t
+        self.binding.raw(abi.PTRACE_SYSCALL, tid, 0, 0)
+
+    def _seccomp_nr(self, tid: int) -> int:
+        info = self._info
+        if self.binding.raw(abi.PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(info),
+                            abi.pointer_to(info)) == abi.FAILED:
+            return UNKNOWN_NR
+        return int(info.value)  # seccomp.nr, at entry.nr's offset
 
     # ------------------------------------------------------------ hot loop
     def loop(self) -> None:
@@ -265,6 +302,11 @@ class Tracer:
         get_info = abi.PTRACE_GET_SYSCALL_INFO
         getregs = abi.PTRACE_GETREGS
         cont = abi.PTRACE_SYSCALL
+        # after an exit: with the seccomp filter, run on to the next traced call
+        cont_exit = abi.PTRACE_CONT if self.seccomp else abi.PTRACE_SYSCALL
+        seccomp_stop = abi.SECCOMP_STOP_STATUS if self.seccomp else -1
+        seccomp_entry = self._seccomp_entry
+        wanted = self.wanted
         failed = abi.FAILED
         syscall_stop = abi.SYSCALL_STOP_STATUS
         wall = abi.WALL
@@ -285,6 +327,9 @@ class Tracer:
                 raise TracerGone(f"{len(threads)} tracee(s) vanished") from None
             t = mono()
             if status != syscall_stop:
+                if status == seccomp_stop and tid in threads:
+                    seccomp_entry(tid, threads[tid], t)
+                    continue
                 other_stop(tid, status, t)
                 if tid == root and root not in threads:
                     break  # the root is reaped: survivors are for detach_all
@@ -309,7 +354,7 @@ class Tracer:
                     st[0] = unknown
                     st[1] = t
                     continue
-                ptrace(cont, tid, 0, 0)
+                ptrace(cont_exit, tid, 0, 0)
                 if nr == no_syscall:  # rt_sigreturn restored a frame with orig_rax = -1
                     nr = sigreturn
                 err = ulong - rax if rax >= error_rax else 0
@@ -323,7 +368,7 @@ class Tracer:
                     st[1] = t
                     continue
                 err = -info.value if info.is_error else 0
-                ptrace(cont, tid, 0, 0)
+                ptrace(cont_exit, tid, 0, 0)
                 nr = st[0]
                 if op != 2 or nr == outside:
                     continue  # not a syscall stop we know, or an exit whose entry we missed
@@ -337,6 +382,8 @@ class Tracer:
                 continue
             if interrupted and tid in interrupted:
                 nr, d, raw_ns = resume_interrupted(tid, st, nr, err, d, raw_ns)
+            if wanted is not None and nr not in wanted:
+                continue  # -e trace=SET: not one of the set's (stopped all the same)
             s = stats.get(nr)
             if s is None:
                 s = stats[nr] = new_stat()
@@ -409,6 +456,8 @@ class Tracer:
         """Count an interrupted attempt ``[nr, d, raw_ns, entry_ns]`` as one timed
         call, as the hot loop counts (for the rare paths), and give it its slice."""
         nr, d, raw_ns, entry_ns = attempt
+        if self.wanted is not None and nr not in self.wanted:
+            return
         if self.timeline is not None:
             self.timeline(tid, st[3], nr, entry_ns, d, err, -err)
         s = self._stat(nr)
@@ -469,6 +518,9 @@ class Tracer:
         while True:
             _, status = os.waitpid(root, abi.WALL)
             t = time.monotonic_ns()
+            if status == abi.SECCOMP_STOP_STATUS:
+                ptrace(abi.PTRACE_SYSCALL, root, 0, 0)  # stprof's own call: to its exit
+                continue
             if status != abi.SYSCALL_STOP_STATUS:
                 self.handle_stop(root, status, t)
                 if root not in self.threads:
@@ -481,6 +533,11 @@ class Tracer:
                 proc.snapshot()
                 proc.baseline = proc.last
                 st = self.threads[root]
+                if self.seccomp:
+                    self._resume_outside = abi.PTRACE_CONT
+                    if self.wanted is not None and info.value not in self.wanted:
+                        ptrace(abi.PTRACE_CONT, root, 0, 0)  # untraced: run on, unstopped
+                        return True
                 st[0], st[1] = info.value, time.monotonic_ns()
                 ptrace(abi.PTRACE_SYSCALL, root, 0, 0)
                 return True
@@ -512,6 +569,9 @@ class Tracer:
             new = abi.geteventmsg(tid)
             if new and new not in self.threads:
                 self.adopt(new)  # unless it already reported its first stop
+        elif event == abi.PTRACE_EVENT_SECCOMP:
+            self._seccomp_entry(tid, st, time.monotonic_ns())
+            return
         elif event == abi.PTRACE_EVENT_EXEC:
             self._exec(tid, st)
         elif event == abi.PTRACE_EVENT_EXIT:
@@ -563,6 +623,8 @@ class Tracer:
             del self.interrupted[owner]
             self._stat(attempt[0])[S_RESTARTS] += 1
             nr = attempt[0]
+        if self.wanted is not None and nr not in self.wanted:
+            return
         s = self._stat(nr)
         s[S_CALLS] += 1
         s[S_UNTIMED] += 1

@@ -30,11 +30,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from collectors import ptrace_abi as abi
+from collectors import ptrace_seccomp
 from collectors.base import Availability, Collector, Options, ProbeMethod
 from collectors.ptrace_denial import why_denied
 from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
+from collectors.ptrace_seccomp import AUDIT_ARCH
 from collectors.run_clock import DeadlineReached, RunClock, raise_deadline
 from collectors.syscall_names import errno_name, syscall_name, syscall_table
+from collectors.trace_set import trace_set_section
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.intervals import Counters, IntervalBook, task_tables
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
@@ -55,6 +58,8 @@ CALIBRATION_WARMUP = 100
 CALIBRATION_RUNS = 4
 MIN_KERNEL = (5, 3)  # PTRACE_GET_SYSCALL_INFO
 
+TRACE_SECCOMP = "seccomp-bpf filter: PTRACE_EVENT_SECCOMP stops at the set's calls only"
+
 FAULT_PRECISION = (
     "counts only: per-process minor/major fault totals read from /proc at each "
     "exit; no fault time, no user/in-syscall split"
@@ -69,6 +74,7 @@ class PtraceCollector(Collector):
     platforms: ClassVar[tuple[str, ...]] = ("linux",)
     long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
+    filters_syscalls: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
@@ -145,6 +151,8 @@ class PtraceCollector(Collector):
             restart_syscall_nr=self._numbers.get("restart_syscall", -2),
             entry_info=self.entry_info,
             per_task=self.options.per_process or self.options.per_thread,
+            wanted=self._wanted_numbers(),
+            seccomp=not attach and self._uses_seccomp(),
         )
 
     def _book(self, tracer: Tracer) -> IntervalBook:
@@ -190,13 +198,46 @@ class PtraceCollector(Collector):
         if self.options.per_thread:
             profile.per_thread = task_tables(counts, comms, per_thread=True)
 
+    def _wanted_numbers(self) -> frozenset[int] | None:
+        """-e trace=SET as syscall numbers (None: every syscall is counted)."""
+        names = self.options.trace_set
+        if names is None:
+            return None
+        return frozenset(nr for nr, name in self._table.items() if name in names)
+
+    def _uses_seccomp(self) -> bool:
+        """A launched command with a trace set stops only at it, through seccomp.
+
+        Not with --no-follow: the children, not traced, would inherit the
+        filter and get ENOSYS from the set's calls (strace --seccomp-bpf
+        needs -f for the same reason); then every call stops, as without a set.
+        """
+        return (self.options.trace_set is not None and self.options.follow
+                and platform.machine() in AUDIT_ARCH)
+
+    def _trace_set(self, profile: Profile, tracer: Tracer) -> None:
+        """The profile's trace_set key and what a filtered run leaves out."""
+        names = self.options.trace_set
+        if names is None:
+            return
+        method = (TRACE_SECCOMP if tracer.seccomp
+                  else "every syscall stopped, only the set's counted")
+        profile.trace_set = trace_set_section(self.options.trace_spec, names, method)
+        profile.note(f"ptrace: only -e trace={self.options.trace_spec} is traced "
+                     f"({len(names)} syscalls); the other syscalls are not counted or timed"
+                     + ("" if tracer.seccomp else
+                        " (but still stopped: no seccomp filter with -p or --no-follow)"))
+
     def _launch(self) -> Profile:
         options = self.options
         tracer = self._new_tracer()
         exec_nrs = frozenset(
             self._numbers[name] for name in ("execve", "execveat") if name in self._numbers
         )
-        child = spawn_paused(options.command, options.credentials,
+        setup = None
+        if tracer.seccomp:
+            setup = ptrace_seccomp.installer(tracer.wanted or frozenset(), platform.machine())
+        child = spawn_paused(options.command, options.credentials, child_setup=setup,
                              own_group=command_needs_own_group())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         survivors: set[int] = set()
@@ -260,6 +301,9 @@ class PtraceCollector(Collector):
                          "deadline (--duration-kill)")
         profile.rusage = _rusage_delta(before, after, root.baseline if root else None)
         _note_survivors(profile, survivors)
+        if survivors and tracer.seccomp:
+            profile.note("ptrace: the processes left running keep the seccomp filter of "
+                         "-e trace=: untraced now, their calls of the set fail with ENOSYS")
         return profile
 
     def _deadline_action(self, pid: int) -> Callable[[], None]:
@@ -454,6 +498,7 @@ class PtraceCollector(Collector):
             )
         if not self.options.follow:
             profile.note("ptrace: --no-follow: only the first thread of the command is traced")
+        self._trace_set(profile, tracer)
         return profile
 
 

@@ -79,3 +79,8 @@ def _expand(item: str, all_names: frozenset[str], optional: bool) -> set[str]:
     if optional:
         return set()
     raise UsageError(f"unknown syscall or class {item!r} in -e trace=")
+
+
+def trace_set_section(spec: str, names: Collection[str], method: str) -> dict[str, object]:
+    """The profile's ``trace_set`` key (docs/schema.md): what was traced, and how."""
+    return {"spec": spec, "syscalls": sorted(names), "method": method}

@@ -176,6 +176,9 @@ class Faults:
     hist: list[int] = field(default_factory=list)
     method: str = "none"
     precision: str = ""
+    # faults whose context the collector could not tell: user mode or inside a
+    # syscall it did not trace (eBPF --no-budget with -e trace=SET)
+    unknown_context: int = 0
 
 
 @dataclass
@@ -330,6 +333,8 @@ class Profile:
     per_process: list[TaskSyscalls] | None = None
     per_thread: list[TaskSyscalls] | None = None
     host: dict[str, str] = field(default_factory=lambda: describe_host())
+    # -e trace=SET: {"spec", "syscalls" (the names traced), "method"}; None: all traced
+    trace_set: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     # ---- derived figures
@@ -412,6 +417,7 @@ class Profile:
                 per_process=_list_of(TaskSyscalls, data.get("per_process")),
                 per_thread=_list_of(TaskSyscalls, data.get("per_thread")),
                 host=_checked(data.get("host") or {}, "dict[str, str]", "host"),
+                trace_set=_trace_set_section(data.get("trace_set")),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             reason = describe_error(exc)
@@ -427,6 +433,16 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
         return cls.from_json(read_input_file(path), shown(path))
+
+
+def _trace_set_section(value: Any) -> dict[str, Any] | None:
+    """The ``trace_set`` key as read: an object with a string spec and a name list."""
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or not isinstance(value.get("spec"), str)
+            or not isinstance(value.get("syscalls"), list)):
+        raise TypeError("trace_set has the wrong type")
+    return dict(value)
 
 
 def _syscall_dict(stats: SyscallStats) -> dict[str, Any]:

@@ -74,10 +74,15 @@ class TextRenderer(Renderer):
         else:
             what = shlex.join(profile.command)
         status = "" if profile.exit_status is None else f", exit status {profile.exit_status}"
-        return (
+        header = (
             f"stprof: {what}\n"
             f"collector {profile.collector}, wall time {fmt_ns(profile.wall_ns)}{status}"
         )
+        traced = profile.trace_set
+        if traced is not None:  # -e trace=SET: the other syscalls were not traced
+            header += (f"\ntraced only -e trace={traced.get('spec', '')} "
+                       f"({len(traced.get('syscalls', []))} syscalls: {traced.get('method', '')})")
+        return header
 
     def budget(self, profile: Profile) -> str:
         budget = profile.budget

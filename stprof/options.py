@@ -18,6 +18,7 @@ from profiler.timeline import DEFAULT_LIMIT as DEFAULT_TIMELINE_LIMIT
 
 if TYPE_CHECKING:
     from collectors import Collector, Options
+    from collectors.trace_set import TraceSet
     from profiler.target import Credentials
     from reports import ViewOptions
 
@@ -73,6 +74,18 @@ def name_set(text: str) -> set[str]:
     return {name.strip() for name in text.split(",") if name.strip()}
 
 
+TRACE_PREFIX = "trace="
+
+
+def event_expression(text: str) -> str | set[str]:
+    """An argparse type for -e: 'trace=SET' stays a string (the set to trace,
+    parsed by collectors.trace_set once the machine's table is known);
+    'a,b,c' is the view filter, a set of names."""
+    if text.startswith(TRACE_PREFIX):
+        return text
+    return name_set(text)
+
+
 # ------------------------------------------------------------ option groups
 def add_view_options(parser: argparse.ArgumentParser) -> None:
     from reports import SORT_KEYS
@@ -82,8 +95,10 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
                        help="order of the syscall table (default: time)")
     group.add_argument("--top", type=positive_int, metavar="N",
                        help="show only the first N syscalls")
-    group.add_argument("-e", "--syscalls", metavar="NAME,...", type=name_set, default=set(),
-                       help="show only these syscalls")
+    group.add_argument("-e", "--syscalls", metavar="NAME,...", type=event_expression,
+                       action="append", default=[],
+                       help="show only these syscalls in the table (all are traced; "
+                            "see -e trace=SET of stprof run to trace only some)")
     group.add_argument("--histogram", action="store_true",
                        help="print each syscall's latency histogram (log2 buckets, as bcc's "
                             "tools do) and the page-fault time histogram")
@@ -116,6 +131,11 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true",
                        help="say on stderr how long each phase of stprof took (start-up, "
                             "compile, attach, the run, teardown, report)")
+    group.add_argument("--no-budget", dest="budget", action="store_false",
+                       help="with -e trace=SET, the ebpf collector probes only the set's "
+                            "own syscall tracepoints, so that the others cost next to "
+                            "nothing; there is then no time budget, and faults outside "
+                            "the traced syscalls are of unknown context")
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
@@ -206,7 +226,13 @@ def collector_options(args: argparse.Namespace) -> Options:
         problem = why_not_attachable(args.pid)
         if problem:
             raise UsageError(f"-p {args.pid}: {problem}")
+    trace = trace_set_of(args)
+    if not getattr(args, "budget", True) and trace is None:
+        raise UsageError("--no-budget needs -e trace=SET (it probes only the set's syscalls)")
     return Options(
+        trace_set=None if trace is None else trace.names,
+        trace_spec="" if trace is None else trace.spec,
+        budget=getattr(args, "budget", True),
         command=command,
         attach_pid=args.pid,
         follow=args.follow,
@@ -251,8 +277,32 @@ def choose_collector(name: str) -> type[Collector]:
 def view_of(args: argparse.Namespace) -> ViewOptions:
     from reports import ViewOptions
 
-    return ViewOptions(sort=args.sort, top=args.top, only=set(args.syscalls),
-                       histograms=args.histogram)
+    only: set[str] = set()
+    for expression in args.syscalls:
+        if isinstance(expression, set):
+            only |= expression
+    return ViewOptions(sort=args.sort, top=args.top, only=only, histograms=args.histogram)
+
+
+def trace_spec_of(args: argparse.Namespace) -> str | None:
+    """The SET of the last -e trace=SET given, None without one."""
+    specs = [e[len(TRACE_PREFIX):] for e in getattr(args, "syscalls", [])
+             if isinstance(e, str)]
+    return specs[-1] if specs else None
+
+
+def trace_set_of(args: argparse.Namespace) -> TraceSet | None:
+    """-e trace=SET against this machine's syscall table (UsageError if unknown)."""
+    from collectors.syscall_names import syscall_table
+    from collectors.trace_set import parse_trace_set
+
+    spec = trace_spec_of(args)
+    if spec is None:
+        return None
+    known = set(syscall_table().values())
+    if not known:
+        raise UsageError(f"-e trace=: stprof has no syscall table for {platform.machine()}")
+    return parse_trace_set(spec, known)
 
 
 def check_syscall_names(names: set[str]) -> None:

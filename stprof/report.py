@@ -8,7 +8,14 @@ from pathlib import Path
 
 from profiler.errors import UsageError, shown
 from profiler.model import Profile, write_text_atomically
-from stprof.options import Subparsers, add_view_options, check_writable, say, view_of
+from stprof.options import (
+    Subparsers,
+    add_view_options,
+    check_writable,
+    say,
+    trace_spec_of,
+    view_of,
+)
 from stprof.outputs import emit
 
 
@@ -26,6 +33,9 @@ def register(sub: Subparsers) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if trace_spec_of(args) is not None:
+        raise UsageError("-e trace=SET chooses what stprof run traces; a report can only "
+                         "filter its table: -e NAME,...")
     view = view_of(args)
     if args.format == "timeline":
         raise UsageError("a timeline cannot be made from a saved profile: it holds totals, "

@@ -31,6 +31,11 @@
  *   TIMELINE_RINGBUF  1: a BPF ring buffer (Linux 5.8+); 0: a perf buffer, whose
  *                   output needs the probe's context: the functions that emit
  *                   take it as `ctx` (unused without TIMELINE)
+ *   TRACE_SET       1: -e trace=SET: only the calls whose number is set in the
+ *                   array `trace_set` are counted (the budget still sees all)
+ *   SYSCALL_TPS     1: --no-budget with a trace set: no raw sys_enter/sys_exit
+ *                   probes; on_sc_enter/on_sc_exit are attached by hand to the
+ *                   set's syscalls:sys_enter_NAME/sys_exit_NAME tracepoints
  *
  * Each traced thread has one entry in `traced`, keyed by tid.  While it runs,
  * its state is checked out to its CPU's `oncpu` slot (filled at sched_switch,
@@ -579,9 +584,22 @@ static __always_inline void count_task(struct thread *t, u32 nr, u64 d, int fail
  * exit cut short) from `start` for `span` ns (a restarted call's slice is its
  * last attempt).  Every counted call has its slice, so the timeline's slices
  * per syscall equal the counts. */
+#if TRACE_SET
+BPF_ARRAY(trace_set, u8, MAX_SYSCALLS);     /* 1: syscall nr is in -e trace=SET */
+#endif
+
 static __always_inline void count_call(void *ctx, struct thread *t, s32 nr, u64 d, long ret,
                                        u32 type, u64 start, u64 span)
 {
+#if TRACE_SET
+    {
+        u32 in_key = nr;
+        u8 *in_set = trace_set.lookup(&in_key);
+
+        if (!in_set || !*in_set)
+            return;     /* not traced: no count, no time, no slice */
+    }
+#endif
     TL_EMIT(ctx, type, nr, start, span, ret, t->tgid);
     u32 key = nr;
     struct sysstat *s = sysstats.lookup(&key);
@@ -749,7 +767,42 @@ static __always_inline int on_sys_exit(void *ctx, struct thread *t, long ret)
     return 0;
 }
 
-#if RAW_SYSCALLS
+#if SYSCALL_TPS
+/* The records of syscalls:sys_enter_NAME and sys_exit_NAME (tracefs' format):
+ * one function for every NAME's entry and one for every exit. */
+struct sc_enter_record {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    u64 args[6];
+};
+
+struct sc_exit_record {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    s64 ret;
+};
+
+/* Reads no argument: the kernel refuses a program reading past a record's end
+ * (sys_enter_fork has none). */
+int on_sc_enter(struct sc_enter_record *args)
+{
+    return on_sys_enter(lookup_current((u32)bpf_get_current_pid_tgid()), args->nr, 0, 0);
+}
+
+/* exit and exit_group: their first argument is the exit code */
+int on_sc_enter_exit(struct sc_enter_record *args)
+{
+    return on_sys_enter(lookup_current((u32)bpf_get_current_pid_tgid()), args->nr,
+                        args->args[0], 0);
+}
+
+int on_sc_exit(struct sc_exit_record *args)
+{
+    return on_sys_exit(args, current_thread(), args->ret);
+}
+#elif RAW_SYSCALLS
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     return on_sys_enter(syscall_thread(ctx->args[0]), (long)ctx->args[1], ctx->args[0], 1);
