@@ -39,8 +39,8 @@ as a user other than root sets no_new_privs in the command, so setuid programs
 it runs do not gain privileges then.  With ebpf, faults, interrupts and the
 time budget still cover the whole command; add --no-budget to probe only SET's
 syscalls (cheaper; no budget then; the kernel detaches about 40 ms per syscall
-of SET, in a keeper process after stprof has exited).  -e NAME,... without trace= traces everything and filters only the
-table, as in stprof report."""
+of SET, in a keeper process after stprof has exited).  -e NAME,... without
+trace= traces everything and filters only the table, as in stprof report."""
 
 
 def register(sub: Subparsers) -> None:
