@@ -16,23 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from collector_guard import unavailable_reason
 from workloads import build
 
 from profiler.model import Profile
 
 STPROF = [sys.executable, "-m", "stprof"]
-COLLECTORS = ("ebpf", "ptrace")
 BURST_CALLS = 2000  # as in tests/workloads/bursts.c
 TIMEOUT_S = 90
 
-
-@pytest.fixture(params=COLLECTORS)
-def collector(request: pytest.FixtureRequest) -> str:
-    reason = unavailable_reason(request.param)
-    if reason:
-        pytest.skip(f"{request.param} collector: {reason}")
-    return str(request.param)
 
 
 def summaries(stderr: str, what: str = "interval") -> list[str]:

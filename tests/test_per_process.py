@@ -14,26 +14,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from collector_guard import unavailable_reason
 from workloads import build
 
 from profiler.model import Profile, TaskSyscalls
 
 STPROF = [sys.executable, "-m", "stprof"]
-COLLECTORS = ("ebpf", "ptrace")
 TIMEOUT_S = 90
 SCRIPT = "cat /etc/hostname; ls /"
 # a syscall line of strace -ff output: "name(" at the start ("--- SIG", "+++" are not)
 THREADS, CALLS = 4, 500  # thread_storm's arguments
 CALL_LINE = re.compile(r"^([a-z0-9_]+)\(")
 
-
-@pytest.fixture(params=COLLECTORS)
-def collector(request: pytest.FixtureRequest) -> str:
-    reason = unavailable_reason(request.param)
-    if reason:
-        pytest.skip(f"{request.param} collector: {reason}")
-    return str(request.param)
 
 
 def strace_counts(tmp_path: Path) -> dict[str, dict[str, int]]:
