@@ -196,9 +196,11 @@ def test_duration_lets_the_command_finish_untraced(collector: str, tmp_path: Pat
         capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert result.returncode == 0, result.stderr
     profile = Profile.load(json_path)
-    # the first burst is traced, the later ones (1 s and 2 s in) are not; the deadline
-    # sits between them with room on each side for a loaded machine
-    assert profile.syscalls["getppid"].calls == BURST_CALLS
+    # the later bursts (1 s and 2 s in) are not traced: counting stopped at the
+    # deadline, in the first burst or after it (a loaded machine can slow ptrace's
+    # first burst past 0.8 s), and the command finished untraced
+    assert 0 < profile.syscalls["getppid"].calls <= BURST_CALLS
+    assert any("tracing stopped at the deadline" in note for note in profile.notes)
     assert profile.exit_status == 0
     data = json.loads(json_path.read_text())
     assert data["intervals"] is None

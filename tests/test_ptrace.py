@@ -298,7 +298,13 @@ def test_job_control_stop_and_continue(groundtruth: Path) -> None:
     seen: dict[str, object] = {}
 
     def driver() -> None:
-        pid = next(c.pid for c in psutil.Process().children() if c.name() == "groundtruth")
+        pid = None
+        deadline = time.monotonic() + 20  # the tracer's start-up on a loaded machine
+        while pid is None and time.monotonic() < deadline:
+            pid = next((c.pid for c in psutil.Process().children()
+                        if c.name() == "groundtruth"), None)
+            time.sleep(0.05)
+        assert pid is not None, "the traced command did not start"
         os.kill(pid, signal.SIGSTOP)
         time.sleep(0.3)
         seen["stopped"] = proc_state(pid)
