@@ -93,6 +93,21 @@ def start_loop() -> subprocess.Popen[str]:
     return process
 
 
+def assert_calls_of_the_loop_pair_up(profile: Profile) -> None:
+    """The loop makes getppid() then a failing close(-1), again and again.
+
+    How many pairs a run sees depends on the machine's speed (a loaded CI
+    machine slowed ptrace to 700 a second), so the check is what cannot depend
+    on it: calls were counted, and the getppid calls and the failed closes
+    (the loader's own closes succeed) differ by at most the pair cut by the
+    start and the one cut by the end.
+    """
+    getppid = profile.syscalls["getppid"].calls
+    failed_closes = profile.syscalls["close"].errors
+    assert getppid > 0
+    assert abs(getppid - failed_closes) <= 2, (getppid, failed_closes)
+
+
 def status_fields(pid: int) -> dict[str, str]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -121,7 +136,7 @@ def test_duration_detaches_from_a_running_process_on_time(collector: str,
         fields = status_fields(process.pid)
         assert fields["TracerPid"] == "0"
         assert fields["State"][0] in "RS", fields["State"]
-        assert profile.syscalls["getppid"].calls >= BURST_CALLS
+        assert_calls_of_the_loop_pair_up(profile)
         assert_intervals_add_up(profile)
         assert any("deadline" in note for note in profile.notes), profile.notes
     finally:
@@ -184,8 +199,7 @@ def test_duration_kill_ends_the_command(collector: str, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert result.returncode == 128 + 9, result.stderr
     assert time.monotonic() - started < 30
-    profile = Profile.load(json_path)
-    assert profile.syscalls["getppid"].calls >= BURST_CALLS
+    assert_calls_of_the_loop_pair_up(Profile.load(json_path))
 
 
 def test_duration_lets_the_command_finish_untraced(collector: str, tmp_path: Path) -> None:
