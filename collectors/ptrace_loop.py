@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import gc
 import os
 import signal
@@ -74,6 +75,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import ptrace_abi as abi
+from collectors.ptrace_fast import FULL, IDLE, OTHER, FastPath
+from collectors.ptrace_fast import unavailable_reason as fast_path_unavailable
 from profiler.errors import TracingError
 from profiler.target import decode_wait_status
 
@@ -88,8 +91,23 @@ UNKNOWN_NR = 1 << 40  # in a syscall whose number is read at its exit
 # never returned by a syscall), ERESTART_RESTARTBLOCK 516
 RESTART_LOW, RESTART_HIGH = 512, 516
 EINTR = 4
+# the Python loop's polls for the next stop before it sleeps (about 0.5 us
+# each; the compiled loop polls by the clock: see ptrace_fast.c)
+SPIN_POLLS = 100
+# signals whose handlers (the run's clock, attach mode's Ctrl-C) may raise:
+# held off while a batch of calls is counted
+BATCH_SIGNALS = frozenset({signal.SIGALRM, signal.SIGUSR1, signal.SIGINT, signal.SIGTERM,
+                           signal.SIGHUP, signal.SIGQUIT})
 
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+
+
+def _raising_handlers() -> set[signal.Signals]:
+    """Those of :data:`BATCH_SIGNALS` that are not blocked and have a Python
+    handler (which may raise), here and now."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return {signal.Signals(sig) for sig in BATCH_SIGNALS
+            if sig not in blocked and callable(signal.getsignal(sig))}
 
 
 def new_stat() -> list[Any]:
@@ -188,14 +206,37 @@ class Tracer:
         self.task_pid: dict[int, int] = {}
         self.task_comm: dict[int, str] = {}  # a thread's name when first seen
         self._info = abi.SyscallInfo()
+        self._info_addr = abi.pointer_to(self._info)
         regs_type = None if entry_info else self.binding.regs
         self._regs: Any = regs_type() if regs_type is not None else None
+        self._regs_addr = abi.pointer_to(self._regs) if self._regs is not None else None
+        # after an exit: with the seccomp filter, run on to the next traced call
+        self._cont_exit = abi.PTRACE_CONT if seccomp else abi.PTRACE_SYSCALL
+        self._seccomp_stop = abi.SECCOMP_STOP_STATUS if seccomp else -1
+        # the compiled loop (collectors/ptrace_fast.c), where it can run
+        self.fast_unavailable = fast_path_unavailable()
+        if self.fast_unavailable is None and self._regs is None:
+            self.fast_unavailable = "the registers cannot tell an entry from an exit here"
+        self.fast = FastPath(self._cont_exit) if self.fast_unavailable is None else None
 
     @property
     def method(self) -> str:
         if self._regs is not None:
             return "entry from thread state, exit from PTRACE_GETREGS"
         return "PTRACE_GET_SYSCALL_INFO at entry and exit"
+
+    @property
+    def loop_kind(self) -> str:
+        """Which loop takes the syscall-stops, and if Python's, why."""
+        if self.fast is not None:
+            return "compiled (collectors/ptrace_fast.c)"
+        return f"Python ({self.fast_unavailable})"
+
+    def close(self) -> None:
+        """Free the compiled loop's memory (the tracer is done)."""
+        if self.fast is not None:
+            self.fast.close()
+            self.fast = None
 
     # ------------------------------------------------------------ attaching
     def seize(self, tid: int) -> None:
@@ -209,13 +250,22 @@ class Tracer:
         ids = abi.task_ids(tid)
         if ids is None:
             return None
-        proc = self.procs.get(ids.tgid)
+        return self._register(tid, ids.tgid, ids.ppid, ids.name)
+
+    def adopt_child(self, pid: int, parent: list[Any]) -> list[Any]:
+        """Register the new process of a fork or vfork event of thread state
+        ``parent``: its own process, its parent the forking one, its name that
+        one's (until it execs).  No /proc read: the forking thread is waiting."""
+        return self._register(pid, pid, parent[3], self.procs[parent[3]].comm)
+
+    def _register(self, tid: int, tgid: int, ppid: int, name: str) -> list[Any]:
+        proc = self.procs.get(tgid)
         if proc is None:
-            proc = self.procs[ids.tgid] = ProcRecord(ids.tgid, ids.ppid, ids.name)
+            proc = self.procs[tgid] = ProcRecord(tgid, ppid, name)
         proc.tids.add(tid)
-        state = self.threads[tid] = [OUTSIDE, 0, proc.counters, ids.tgid]
+        state = self.threads[tid] = [OUTSIDE, 0, proc.counters, tgid]
         if self.per_task is not None:
-            self.task_comm[tid] = ids.name
+            self.task_comm[tid] = name
         if self.timeline is not None:
             self.timeline.thread(tid, state, time.monotonic_ns())
         return state
@@ -271,145 +321,215 @@ class Tracer:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._loop()
+            if self.fast is not None:
+                self._fast_loop(self.fast)
+            else:
+                self._python_loop()
         finally:
             if collecting:
                 gc.enable()
 
-    def _loop(self) -> None:
-        """The loop itself (one long function: local variables are the fastest)."""
+    def _python_loop(self) -> None:
+        """Every stop in Python (no compiled fast path here)."""
         threads = self.threads
-        stats = self.stats
-        info = self._info
-        info_addr = abi.pointer_to(info)
-        info_size = ctypes.sizeof(info)
-        regs = self._regs
-        regs_addr = abi.pointer_to(regs) if regs is not None else None
-        ptrace = self.binding.raw
         waitpid = os.waitpid
         mono = time.monotonic_ns
-        other_stop = self.handle_stop
-        adopt = self.adopt
-        is_entry = self._is_entry
-        overhead = self.overhead_ns
-        sample_nr = self.sample_nr
-        samples = self.samples
-        sigreturn = self.rt_sigreturn_nr
-        interrupted = self.interrupted
-        restart_low, restart_high = RESTART_LOW, RESTART_HIGH
-        interrupt = self._interrupt
-        resume_interrupted = self._resume_interrupted
-        get_info = abi.PTRACE_GET_SYSCALL_INFO
-        getregs = abi.PTRACE_GETREGS
-        cont = abi.PTRACE_SYSCALL
-        # after an exit: with the seccomp filter, run on to the next traced call
-        cont_exit = abi.PTRACE_CONT if self.seccomp else abi.PTRACE_SYSCALL
-        seccomp_stop = abi.SECCOMP_STOP_STATUS if self.seccomp else -1
-        seccomp_entry = self._seccomp_entry
-        wanted = self.wanted
-        failed = abi.FAILED
-        syscall_stop = abi.SYSCALL_STOP_STATUS
+        one_stop = self._one_stop
         wall = abi.WALL
-        enosys = abi.ENOSYS_RAX
-        error_rax = abi.ERROR_RAX
-        ulong = abi.ULONG
-        no_syscall = abi.ULONG - 1
-        outside = OUTSIDE
-        unknown = UNKNOWN_NR
-        root = self.root
-        timeline = self.timeline
-        per_task = self.per_task
-        count_task = self.count_task
+        nohang = wall | os.WNOHANG
+        spin = range(SPIN_POLLS)
         while threads:
             try:
-                tid, status = waitpid(-1, wall)
+                for _ in spin:  # poll a while before sleeping: see ptrace_fast.c
+                    tid, status = waitpid(-1, nohang)
+                    if tid:
+                        break
+                else:
+                    tid, status = waitpid(-1, wall)
             except ChildProcessError:
                 raise TracerGone(f"{len(threads)} tracee(s) vanished") from None
-            t = mono()
-            if status != syscall_stop:
-                if status == seccomp_stop and tid in threads:
-                    seccomp_entry(tid, threads[tid], t)
+            if one_stop(tid, status, mono()):
+                break
+
+    def _fast_loop(self, fast: FastPath) -> None:
+        """Syscall-stops in C (collectors/ptrace_fast.c), the rest in Python.
+
+        Python takes the thread states from the fast path before it handles a
+        stop and gives them back after; finished calls come in batches,
+        counted with the run's signal handlers held off (a tick of the
+        interval clock or the deadline must not cut a batch in two).
+        """
+        threads = self.threads
+        waitpid = os.waitpid
+        mono = time.monotonic_ns
+        one_stop = self._one_stop
+        wall = abi.WALL
+        held = _raising_handlers()
+        block, unblock = signal.SIG_BLOCK, signal.SIG_SETMASK
+        mask = signal.pthread_sigmask
+        count_batch = self._count_batch
+        fast.put_states(threads)
+        try:
+            while threads:
+                code = fast.step()
+                if fast.loop.count:
+                    if not held:
+                        count_batch(fast.take_batch())
+                    else:
+                        before = mask(block, held)
+                        try:
+                            count_batch(fast.take_batch())
+                        finally:
+                            mask(unblock, before)
+                if code == FULL:
                     continue
-                other_stop(tid, status, t)
-                if tid == root and root not in threads:
-                    break  # the root is reaped: survivors are for detach_all
-                continue
-            st = threads.get(tid)
-            if st is None:
-                st = adopt(tid)
-                if st is None:
-                    continue
-            if regs is not None:
-                if st[0] == outside:  # an entry: its number is read at the exit
-                    ptrace(cont, tid, 0, 0)
-                    st[0] = unknown
-                    st[1] = t
-                    continue
-                if ptrace(getregs, tid, 0, regs_addr) == failed:
-                    continue  # killed meanwhile: its exit is reported next
-                rax = regs.rax
-                nr = regs.orig_rax
-                if rax == enosys and is_entry(tid):  # out of step: this is an entry
-                    ptrace(cont, tid, 0, 0)
-                    st[0] = unknown
-                    st[1] = t
-                    continue
-                ptrace(cont_exit, tid, 0, 0)
-                if nr == no_syscall:  # rt_sigreturn restored a frame with orig_rax = -1
-                    nr = sigreturn
-                err = ulong - rax if rax >= error_rax else 0
+                if code == OTHER:
+                    tid, status, t = (fast.loop.other_tid, fast.loop.other_status,
+                                      fast.loop.other_ns)
+                elif code == IDLE:
+                    try:
+                        tid, status = waitpid(-1, wall)
+                    except ChildProcessError:
+                        raise TracerGone(f"{len(threads)} tracee(s) vanished") from None
+                    t = mono()
+                    if fast.woken(tid, status, t):
+                        continue  # its call, if it ended one, is counted next time round
+                else:
+                    if fast.loop.error == errno.ECHILD:
+                        raise TracerGone(f"{len(threads)} tracee(s) vanished")
+                    raise TracingError(f"waitpid failed: {os.strerror(fast.loop.error)}")
+                fast.get_states(threads)
+                done = one_stop(tid, status, t)
+                fast.put_states(threads)
+                if done:
+                    break
+        finally:
+            fast.get_states(threads)
+
+    def _count_batch(self, values: list[int]) -> None:
+        """Count the calls the fast path finished (5 values each, see ptrace_fast.c)."""
+        threads = self.threads
+        overhead = self.overhead_ns
+        add_call = self._add_call
+        count_call = self._count_exit
+        sigreturn = self.rt_sigreturn_nr
+        no_syscall = abi.ULONG - 1
+        error_rax, ulong = abi.ERROR_RAX, abi.ULONG
+        plain = (self.wanted is None and self.per_task is None and self.timeline is None
+                 and self.sample_nr < 0)
+        interrupted = self.interrupted
+        for i in range(0, len(values), 5):
+            tid, nr, rax, entry_ns, t = values[i : i + 5]
+            if nr == no_syscall:  # rt_sigreturn restored a frame with orig_rax = -1
+                nr = sigreturn
+            err = ulong - rax if rax >= error_rax else 0
+            if plain and not interrupted and (err == 0 or err < RESTART_LOW):
+                raw_ns = t - entry_ns
+                d = raw_ns - overhead
+                add_call(nr, threads[tid][2], d if d > 0 else 0, raw_ns,
+                         err if nr != sigreturn else 0)
             else:
-                if ptrace(get_info, tid, info_size, info_addr) == failed:
-                    continue
-                op = info.op
-                if op == 1:
-                    ptrace(cont, tid, 0, 0)
-                    st[0] = info.value
-                    st[1] = t
-                    continue
-                err = -info.value if info.is_error else 0
-                ptrace(cont_exit, tid, 0, 0)
-                nr = st[0]
-                if op != 2 or nr == outside:
-                    continue  # not a syscall stop we know, or an exit whose entry we missed
-            st[0] = outside
-            raw_ns = t - st[1]
-            d = raw_ns - overhead
-            if d < 0:
-                d = 0
-            if err and restart_low <= err <= restart_high and nr != sigreturn:
-                interrupt(tid, nr, d, raw_ns, st[1])  # not a call (yet): see the top
-                continue
-            if interrupted and tid in interrupted:
-                nr, d, raw_ns = resume_interrupted(tid, st, nr, err, d, raw_ns)
-            if wanted is not None and nr not in wanted:
-                continue  # -e trace=SET: not one of the set's (stopped all the same)
-            s = stats.get(nr)
-            if s is None:
-                s = stats[nr] = new_stat()
-            s[0] += 1
-            s[2] += d
-            s[3] += raw_ns
-            if d < s[4]:
-                s[4] = d
-            if d > s[5]:
-                s[5] = d
-            s[6][d.bit_length()] += 1
-            p = st[2]
-            p[0] += 1
-            p[2] += d
-            if err and nr != sigreturn:
-                s[1] += 1
-                p[1] += 1
-                errnos = s[7]
-                errnos[err] = errnos.get(err, 0) + 1
-            if per_task is not None:
-                count_task(tid, st[3], nr, d, err != 0 and nr != sigreturn)
-            if nr == sample_nr:
-                samples.append(raw_ns)
-            if timeline is not None:  # a restarted call's slice is its last attempt
-                timeline(tid, st[3], nr, st[1], min(d, t - st[1]), err,
-                         regs.rax if regs is not None else info.value)
+                count_call(tid, threads[tid], nr, err, rax, entry_ns, t)
+
+    def _one_stop(self, tid: int, status: int, t: int) -> bool:
+        """One stop, in Python; True when the loop ends (the root is reaped)."""
+        threads = self.threads
+        if status != abi.SYSCALL_STOP_STATUS:
+            if status == self._seccomp_stop and tid in threads:
+                self._seccomp_entry(tid, threads[tid], t)
+                return False
+            self.handle_stop(tid, status, t)
+            return tid == self.root and self.root not in threads
+        st = threads.get(tid)
+        if st is None:
+            st = self.adopt(tid)
+            if st is None:
+                return False
+        ptrace = self.binding.raw
+        regs = self._regs
+        if regs is not None:
+            if st[0] == OUTSIDE:  # an entry: its number is read at the exit
+                ptrace(abi.PTRACE_SYSCALL, tid, 0, 0)
+                st[0], st[1] = UNKNOWN_NR, t
+                return False
+            if ptrace(abi.PTRACE_GETREGS, tid, 0, self._regs_addr) == abi.FAILED:
+                return False  # killed meanwhile: its exit is reported next
+            ret = regs.rax
+            nr = regs.orig_rax
+            if ret == abi.ENOSYS_RAX and self._is_entry(tid):  # out of step: an entry
+                ptrace(abi.PTRACE_SYSCALL, tid, 0, 0)
+                st[0], st[1] = UNKNOWN_NR, t
+                return False
+            ptrace(self._cont_exit, tid, 0, 0)
+            if nr == abi.ULONG - 1:  # rt_sigreturn restored a frame with orig_rax = -1
+                nr = self.rt_sigreturn_nr
+            err = abi.ULONG - ret if ret >= abi.ERROR_RAX else 0
+        else:
+            info = self._info
+            if ptrace(abi.PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(info),
+                      self._info_addr) == abi.FAILED:
+                return False
+            op = info.op
+            if op == abi.OP_ENTRY:
+                ptrace(abi.PTRACE_SYSCALL, tid, 0, 0)
+                st[0], st[1] = info.value, t
+                return False
+            ret = info.value
+            err = -ret if info.is_error else 0
+            ptrace(self._cont_exit, tid, 0, 0)
+            nr = st[0]
+            if op != abi.OP_EXIT or nr == OUTSIDE:
+                return False  # not a syscall stop we know, or an exit whose entry we missed
+        st[0] = OUTSIDE
+        self._count_exit(tid, st, nr, err, ret, st[1], t)
+        return False
+
+    def _count_exit(self, tid: int, st: list[Any], nr: int, err: int, ret: int,
+                    entry_ns: int, t: int) -> None:
+        """Count the exit of ``nr`` (``err`` its errno, 0 on success; ``ret`` the
+        raw result for the timeline), entered at ``entry_ns``."""
+        raw_ns = t - entry_ns
+        d = raw_ns - self.overhead_ns
+        if d < 0:
+            d = 0
+        sigreturn = self.rt_sigreturn_nr
+        if err and RESTART_LOW <= err <= RESTART_HIGH and nr != sigreturn:
+            self._interrupt(tid, nr, d, raw_ns, entry_ns)  # not a call (yet): see the top
+            return
+        if self.interrupted and tid in self.interrupted:
+            nr, d, raw_ns = self._resume_interrupted(tid, st, nr, err, d, raw_ns)
+        if self.wanted is not None and nr not in self.wanted:
+            return  # -e trace=SET: not one of the set's (stopped all the same)
+        failed = err if nr != sigreturn else 0
+        self._add_call(nr, st[2], d, raw_ns, failed)
+        if self.per_task is not None:
+            self.count_task(tid, st[3], nr, d, failed != 0)
+        if nr == self.sample_nr:
+            self.samples.append(raw_ns)
+        if self.timeline is not None:  # a restarted call's slice is its last attempt
+            self.timeline(tid, st[3], nr, entry_ns, min(d, t - entry_ns), err, ret)
+
+    def _add_call(self, nr: int, process: list[int], d: int, raw_ns: int, err: int) -> None:
+        """One timed call of ``nr`` (``err``: its errno, 0 if it succeeded) in the
+        syscall's and the process's counters."""
+        s = self.stats.get(nr)
+        if s is None:
+            s = self.stats[nr] = new_stat()
+        s[0] += 1
+        s[2] += d
+        s[3] += raw_ns
+        if d < s[4]:
+            s[4] = d
+        if d > s[5]:
+            s[5] = d
+        s[6][d.bit_length()] += 1
+        process[0] += 1
+        process[2] += d
+        if err:
+            s[1] += 1
+            process[1] += 1
+            errnos = s[7]
+            errnos[err] = errnos.get(err, 0) + 1
 
     # ------------------------------------------------------------ restarts
     def _interrupt(self, tid: int, nr: int, d: int, raw_ns: int, entry_ns: int) -> None:
@@ -460,22 +580,9 @@ class Tracer:
             return
         if self.timeline is not None:
             self.timeline(tid, st[3], nr, entry_ns, d, err, -err)
-        s = self._stat(nr)
-        s[S_CALLS] += 1
-        s[S_TOTAL] += d
-        s[S_RAW] += raw_ns
-        s[S_MIN] = min(s[S_MIN], d)
-        s[S_MAX] = max(s[S_MAX], d)
-        s[S_HIST][d.bit_length()] += 1
-        p = st[2]
-        p[0] += 1
-        p[2] += d
+        self._add_call(nr, st[2], d, raw_ns, err)
         if self.per_task is not None:
             self.count_task(tid, st[3], nr, d, err != 0)
-        if err:
-            s[S_ERRORS] += 1
-            p[1] += 1
-            s[S_ERRNOS][err] = s[S_ERRNOS].get(err, 0) + 1
 
     def count_task(self, tid: int, tgid: int, nr: int, d: int, failed: bool) -> None:
         """One call of ``nr`` by thread ``tid`` (--per-process, --per-thread)."""
@@ -565,25 +672,38 @@ class Tracer:
             self.resume(tid, sig)  # signal-delivery-stop: deliver it
 
     def _event(self, tid: int, st: list[Any], event: int, sig: int) -> None:
+        """A ptrace event stop.  What needs the thread stopped (its event
+        message, its registers) comes first; the /proc reads come after it is
+        resumed, so that they do not hold up the command."""
         if event in (abi.PTRACE_EVENT_FORK, abi.PTRACE_EVENT_VFORK, abi.PTRACE_EVENT_CLONE):
             new = abi.geteventmsg(tid)
-            if new and new not in self.threads:
-                self.adopt(new)  # unless it already reported its first stop
+            self.resume(tid)
+            if new and new not in self.threads:  # unless it reported its first stop
+                if event == abi.PTRACE_EVENT_CLONE:  # a thread, or a process
+                    self.adopt(new)
+                else:
+                    self.adopt_child(new, st)
         elif event == abi.PTRACE_EVENT_SECCOMP:
             self._seccomp_entry(tid, st, time.monotonic_ns())
-            return
         elif event == abi.PTRACE_EVENT_EXEC:
             self._exec(tid, st)
+            self.resume(tid)
+            ids = abi.task_ids(tid)  # the name the exec gave it
+            if ids is not None:
+                self.procs[st[3]].comm = ids.name
         elif event == abi.PTRACE_EVENT_EXIT:
-            self.procs[st[3]].snapshot()
             self._untimed(st, tid, tid)
             self._settle_interrupted(tid, st)
+            self.resume(tid)
+            # the process's counters, read before the thread is reaped (by
+            # this loop: until then it stays, a zombie at worst, with them)
+            self.procs[st[3]].snapshot()
         elif event == abi.PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
             # A group-stop of a SEIZEd tracee: stay stopped as an untraced
             # process would, yet hear of the SIGCONT or SIGKILL that ends it.
             self.binding.raw(abi.PTRACE_LISTEN, tid, 0, 0)
-            return
-        self.resume(tid)
+        else:
+            self.resume(tid)
 
     def _exec(self, tid: int, st: list[Any]) -> None:
         """After execve.  A non-leader thread that exec'd now has the leader's tid.
@@ -597,9 +717,6 @@ class Tracer:
             self.interrupted.pop(former, None)
             self._untimed(st, None)
             st[0], st[1] = moved[0], moved[1]
-        ids = abi.task_ids(tid)
-        if ids is not None:
-            self.procs[st[3]].comm = ids.name
 
     def _untimed(self, st: list[Any], tid: int | None, owner: int | None = None) -> None:
         """Count a pending call that will never reach its exit stop.

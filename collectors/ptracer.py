@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import signal
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from collectors.trace_set import trace_set_section
 from profiler.errors import CollectorUnavailable, StprofError, TracingError, UsageError
 from profiler.intervals import Counters, IntervalBook, task_tables
 from profiler.model import Faults, ProcessStats, Profile, Rusage, SyscallStats, trim_hist
+from profiler.phases import phase
 from profiler.target import (
     RELAYED_SIGNALS,
     Interrupted,
@@ -124,7 +124,8 @@ class PtraceCollector(Collector):
     # ------------------------------------------------------------ lifecycle
     def prepare(self) -> None:
         if self._overhead_ns is None:
-            self._overhead_ns = self._calibrate()
+            with phase("calibration (ptrace: the stops' cost per call)"):
+                self._overhead_ns = self._calibrate()
 
     def run(self) -> Profile:
         self.prepare()
@@ -434,7 +435,7 @@ class PtraceCollector(Collector):
             raise
         finally:
             os.close(gate_w)
-        self._overhead_median_ns = int(statistics.median(tracer.samples or [0]))
+        self._overhead_median_ns = median(tracer.samples or [0])
         return overhead_floor(tracer.samples[CALIBRATION_WARMUP:] or tracer.samples)
 
     # ------------------------------------------------------------ the profile
@@ -470,6 +471,7 @@ class PtraceCollector(Collector):
             ),
             "overhead_ns_median": self._overhead_median_ns,
             "stops": tracer.method,
+            "loop": tracer.loop_kind,
         }
         profile.note(
             f"ptrace: each call's time is its entry-to-exit stop interval minus the "
@@ -569,6 +571,16 @@ def _finish_timeline(tracer: Tracer, profile: Profile, end_ns: int) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+def median(values: list[int]) -> int:
+    """statistics.median of some integers, in whole ns (that module's import
+    would cost every run's start-up)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) // 2
+
+
 def overhead_floor(samples: list[int]) -> int:
     """The least of the medians of a few consecutive runs of samples.
 
@@ -584,7 +596,7 @@ def overhead_floor(samples: list[int]) -> int:
         return 0
     size = max(1, len(samples) // CALIBRATION_RUNS)
     runs = [samples[i : i + size] for i in range(0, len(samples) - size + 1, size)]
-    return int(min(statistics.median(run) for run in runs))
+    return min(median(run) for run in runs)
 
 
 def _start_tracee(tracer: Tracer, pid: int) -> None:

@@ -27,6 +27,16 @@ killed it); 2 bad usage or unreadable input; 125 stprof cannot work here
 `history`: 0, or 2 bad input.
 """
 
+class VersionAction(argparse.Action):
+    """--version, whose version is looked up only when asked for: the package
+    metadata costs a run tens of milliseconds of start-up."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"stprof {stprof_version()}")
+        parser.exit()
+
+
 SUBCOMMANDS = ("run", "report", "doctor", "record", "compare", "check", "history")
 
 
@@ -39,7 +49,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"stprof {stprof_version()}")
+    parser.add_argument("--version", action=VersionAction, nargs=0,
+                        help="show stprof's version and exit")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in SUBCOMMANDS if only is None else (only,):

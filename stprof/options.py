@@ -9,7 +9,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -378,6 +377,8 @@ def _why_no_new_file(target: Path) -> str | None:
     if not directory.is_dir():
         return os.strerror(errno.ENOENT)
     try:
+        import tempfile  # here: its import costs every run's start-up
+
         fd, probe = tempfile.mkstemp(prefix=".stprof-check-", dir=directory)
     except OSError as exc:
         return f"no new file can be made in {shown(directory)}: {exc.strerror}"

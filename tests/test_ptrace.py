@@ -48,9 +48,21 @@ def no_children_left() -> bool:
 
 
 # ------------------------------------------------------------ exact counts
-@pytest.fixture(scope="module")
-def full_profile(groundtruth: Path) -> Profile:
-    return trace(*groundtruth_args(groundtruth))
+@pytest.fixture(scope="module", params=["compiled", "Python"])
+def full_profile(request: pytest.FixtureRequest, groundtruth: Path) -> Iterator[Profile]:
+    """The ground truth traced by each loop: the compiled one (collectors/ptrace_fast.c,
+    which `make setup` builds) and the Python one; every test below holds for both."""
+    saved = os.environ.get("STPROF_PTRACE_LOOP")
+    if request.param == "Python":
+        os.environ["STPROF_PTRACE_LOOP"] = "python"
+    try:
+        profile = trace(*groundtruth_args(groundtruth))
+    finally:
+        os.environ.pop("STPROF_PTRACE_LOOP", None)
+        if saved is not None:
+            os.environ["STPROF_PTRACE_LOOP"] = saved
+    assert profile.timing["loop"].startswith(request.param), profile.timing["loop"]
+    yield profile
 
 
 def test_counts_every_getppid_of_the_tree(full_profile: Profile) -> None:
