@@ -83,6 +83,8 @@ class Options:
     # --no-budget: with a trace set, the eBPF collector probes only the set's own
     # syscalls (no time budget, which needs every syscall's entry and exit)
     budget: bool = True
+    # --pin [CPU]: stprof and the command on that one CPU (-1: the one stprof is on)
+    pin_cpu: int | None = None
 
 
 class Collector(ABC):
@@ -98,6 +100,8 @@ class Collector(ABC):
     long_runs: ClassVar[bool] = False
     # whether it honours Options.trace_set (stprof run -e trace=SET)
     filters_syscalls: ClassVar[bool] = False
+    # whether it honours Options.pin_cpu (stprof run --pin)
+    pins: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

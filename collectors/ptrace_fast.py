@@ -87,11 +87,11 @@ def _load() -> ctypes.CDLL:
 class FastPath:
     """One tracer's compiled loop: its thread table and its batch of calls."""
 
-    def __init__(self, cont_exit: int) -> None:
+    def __init__(self, cont_exit: int, spin_ns: int = SPIN_NS) -> None:
         self._lib = _load()
         self.values = array.array("Q", bytes(8 * RECORD_FIELDS * BATCH))
         self.loop = Loop(records=self.values.buffer_info()[0], capacity=BATCH,
-                         spin_ns=SPIN_NS, spin_max_ns=SPIN_NS, cont_exit=cont_exit)
+                         spin_ns=spin_ns, spin_max_ns=spin_ns, cont_exit=cont_exit)
         self._ref = ctypes.byref(self.loop)
         if self._lib.fast_init(self._ref) != 0:
             raise MemoryError("ptrace fast path: no memory for its thread table")

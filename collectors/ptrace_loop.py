@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import ptrace_abi as abi
-from collectors.ptrace_fast import FULL, IDLE, OTHER, FastPath
+from collectors.ptrace_fast import FULL, IDLE, OTHER, SPIN_NS, FastPath
 from collectors.ptrace_fast import unavailable_reason as fast_path_unavailable
 from profiler.errors import TracingError
 from profiler.target import decode_wait_status
@@ -165,6 +165,7 @@ class Tracer:
         per_task: bool = False,
         wanted: frozenset[int] | None = None,
         seccomp: bool = False,
+        poll: bool = True,
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
@@ -217,7 +218,10 @@ class Tracer:
         self.fast_unavailable = fast_path_unavailable()
         if self.fast_unavailable is None and self._regs is None:
             self.fast_unavailable = "the registers cannot tell an entry from an exit here"
-        self.fast = FastPath(self._cont_exit) if self.fast_unavailable is None else None
+        # poll: wait for the next stop polling a while before sleeping (see ptrace_fast.c)
+        self.poll = poll
+        self.fast = (FastPath(self._cont_exit, SPIN_NS if poll else 0)
+                     if self.fast_unavailable is None else None)
 
     @property
     def method(self) -> str:
@@ -337,7 +341,7 @@ class Tracer:
         one_stop = self._one_stop
         wall = abi.WALL
         nohang = wall | os.WNOHANG
-        spin = range(SPIN_POLLS)
+        spin = range(SPIN_POLLS if self.poll else 0)
         while threads:
             try:
                 for _ in spin:  # poll a while before sleeping: see ptrace_fast.c

@@ -75,9 +75,11 @@ class PtraceCollector(Collector):
     long_runs: ClassVar[bool] = True
     writes_timeline: ClassVar[bool] = True
     filters_syscalls: ClassVar[bool] = True
+    pins: ClassVar[bool] = True
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
+        self._unpinned: set[int] | None = None  # stprof's CPUs before --pin
         self._overhead_ns: int | None = None
         self._overhead_median_ns: int | None = None
         # PTRACE_GET_SYSCALL_INFO at every stop even where the registers
@@ -123,9 +125,18 @@ class PtraceCollector(Collector):
 
     # ------------------------------------------------------------ lifecycle
     def prepare(self) -> None:
+        if self.options.pin_cpu is not None and self._unpinned is None:
+            self._unpinned = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {self.options.pin_cpu})  # the command inherits it
         if self._overhead_ns is None:
             with phase("calibration (ptrace: the stops' cost per call)"):
                 self._overhead_ns = self._calibrate()
+
+    def close(self) -> None:
+        """Give stprof its CPUs back (--pin); the command, if it runs on, keeps its one."""
+        if self._unpinned is not None:
+            os.sched_setaffinity(0, self._unpinned)
+            self._unpinned = None
 
     def run(self) -> Profile:
         self.prepare()
@@ -154,6 +165,8 @@ class PtraceCollector(Collector):
             per_task=self.options.per_process or self.options.per_thread,
             wanted=self._wanted_numbers(),
             seccomp=not attach and self._uses_seccomp(),
+            # sharing one CPU, the tracer's polling would only delay the command
+            poll=self.options.pin_cpu is None,
         )
 
     def _book(self, tracer: Tracer) -> IntervalBook:
@@ -473,6 +486,9 @@ class PtraceCollector(Collector):
             "stops": tracer.method,
             "loop": tracer.loop_kind,
         }
+        if self.options.pin_cpu is not None:
+            profile.note(f"--pin: stprof and the command ran on CPU {self.options.pin_cpu} "
+                         "alone (the command's children too)")
         profile.note(
             f"ptrace: each call's time is its entry-to-exit stop interval minus the "
             f"tracer's own least cost of {overhead} ns per call (measured on a traced "

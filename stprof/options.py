@@ -135,6 +135,14 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
                             "own syscall tracepoints, so that the others cost next to "
                             "nothing; there is then no time budget, and faults outside "
                             "the traced syscalls are of unknown context")
+    group.add_argument("--pin", nargs="?", const=-1, type=cpu_number, metavar="CPU",
+                       help="ptrace: run stprof and the command on one CPU (CPU, or the one "
+                            "stprof starts on). On a virtual machine a stop then costs a "
+                            "fraction, as no side waits for an idle CPU to wake up; but the "
+                            "command and every child get that one CPU (an inherited, "
+                            "visible affinity: nproc says 1), so a parallel build or a "
+                            "multi-threaded program runs slower, and so does the command's "
+                            "time. Not with -p")
     group.add_argument("--kernel-stacks", choices=("faults", "all", "off"), default="faults",
                        help="sample kernel stacks during page faults (default), all kernel "
                             "time, or not at all")
@@ -204,6 +212,41 @@ def command_of(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def cpu_number(text: str) -> int:
+    """A CPU for --pin (a number from 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a CPU number: {text!r}")
+    return value
+
+
+def pinned_cpu(asked: int | None, pid: int | None) -> int | None:
+    """--pin's CPU (-1: the one stprof runs on now), checked against stprof's own."""
+    if asked is None:
+        return None
+    if pid is not None:
+        raise UsageError("--pin needs a command: stprof does not change the CPUs of a "
+                         "process it attaches to")
+    allowed = os.sched_getaffinity(0)
+    cpu = asked if asked >= 0 else current_cpu(allowed)
+    if cpu not in allowed:
+        shown_cpus = ",".join(str(c) for c in sorted(allowed))
+        raise UsageError(f"--pin {cpu}: stprof may run only on CPU(s) {shown_cpus}")
+    return cpu
+
+
+def current_cpu(allowed: set[int]) -> int:
+    """The CPU this process last ran on (/proc/self/stat's field 39), else its first."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return min(allowed)
+
+
 def collector_options(args: argparse.Namespace) -> Options:
     """Options for the collectors from the parsed arguments (checked for sense)."""
     from collectors import Options
@@ -226,12 +269,14 @@ def collector_options(args: argparse.Namespace) -> Options:
         if problem:
             raise UsageError(f"-p {args.pid}: {problem}")
     trace = trace_set_of(args)
+    pin = pinned_cpu(getattr(args, "pin", None), args.pid)
     if not getattr(args, "budget", True) and trace is None:
         raise UsageError("--no-budget needs -e trace=SET (it probes only the set's syscalls)")
     return Options(
         trace_set=None if trace is None else trace.names,
         trace_spec="" if trace is None else trace.spec,
         budget=getattr(args, "budget", True),
+        pin_cpu=pin,
         command=command,
         attach_pid=args.pid,
         follow=args.follow,

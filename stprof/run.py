@@ -70,6 +70,9 @@ def execute(args: argparse.Namespace) -> int:
     if args.timeline is not None and not cls.writes_timeline:
         raise UsageError(f"--timeline: the {cls.name} collector cannot write a timeline "
                          "(the ebpf and ptrace collectors can)")
+    if options.pin_cpu is not None and not cls.pins:
+        raise UsageError(f"--pin: only the ptrace collector pins (the {cls.name} collector's "
+                         "probes do not stop the command)")
     wanted = (("-i", options.interval_s), ("--duration", options.duration_s),
               ("-P", options.per_process), ("--per-thread", options.per_thread))
     asked = [flag for flag, value in wanted if value]
