@@ -116,8 +116,8 @@ def test_pinned_counts_are_exact(groundtruth: Path) -> None:
 
     before = os.sched_getaffinity(0)
     cpu = min(before)
-    collector = PtraceCollector(Options(command=[str(groundtruth), "37", "5", "11", "13", "300", "3"],
-                                        pin_cpu=cpu))
+    command = [str(groundtruth), "37", "5", "11", "13", "300", "3"]
+    collector = PtraceCollector(Options(command=command, pin_cpu=cpu))
     with collector:
         assert os.sched_getaffinity(0) == {cpu}
         profile = collector.run()
