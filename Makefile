@@ -58,6 +58,7 @@ lint: setup
 
 bench: setup
 	$(VPY) bench/run.py
+	$(VPY) bench/stops.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(FAST_LOOP) tests/.build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -22,10 +22,10 @@
  * blocking waitpid, where signals (the interval clock, SIGUSR1) interrupt it
  * as they always did.  Each poll first yields the CPU (sched_yield), so a
  * tracee or another program waiting for this CPU runs at once; and the
- * window adapts as the guest's haltpoll does: after a sleep that a longer
- * window would have spared it doubles (up to spin_max_ns), after a long
- * sleep it halves, so a tracee that mostly blocks (a server, a build's
- * compiler) costs the tracer little polling.
+ * window adapts: after a sleep that polling a little longer would have
+ * spared, it is back to spin_max_ns at once; after a long sleep it halves,
+ * so a tracee that mostly blocks (a server, a build's compiler) costs the
+ * tracer little polling.
  *
  * The thread table: tid -> (pending, entry_ns), open addressing with linear
  * probing.  pending is OUTSIDE between calls, else the syscall number or
@@ -262,11 +262,9 @@ int fast_run(struct fast_loop *l)
 int fast_woken(struct fast_loop *l, int32_t tid, int32_t status, int64_t t)
 {
     int64_t slept = t - l->idle_since;
-    if (slept <= l->spin_max_ns) {
-        int64_t wider = l->spin_ns * 2 > 1000 ? l->spin_ns * 2 : 1000;
-        l->spin_ns = wider < l->spin_max_ns ? wider : l->spin_max_ns;
-    } else {
+    if (slept <= 2 * l->spin_max_ns)
+        l->spin_ns = l->spin_max_ns;  /* polling on would have caught it */
+    else
         l->spin_ns /= 2;
-    }
     return fast_handle(l, tid, status, t);
 }

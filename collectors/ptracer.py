@@ -429,25 +429,14 @@ class PtraceCollector(Collector):
         getppid = self._numbers.get("getppid")
         if getppid is None:
             return 0
-        tracer = Tracer(follow=False, sample_nr=getppid, entry_info=self.entry_info)
-        gate_r, gate_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the calibration child
-            _calibration_child(gate_r, gate_w)
-        os.close(gate_r)
+        tracer = Tracer(follow=False, sample_nr=getppid, entry_info=self.entry_info,
+                        poll=self.options.pin_cpu is None)
         try:
-            _start_tracee(tracer, pid)
-            os.write(gate_w, b"g")
-            if _wait_first_stop(tracer, pid):
-                tracer.loop()
+            trace_null_calls(tracer, CALIBRATION_CALLS)
         except TracingError as exc:
-            tracer.kill_all()
             raise CollectorUnavailable(f"ptrace collector: {exc.one_line()}") from None
-        except BaseException:
-            tracer.kill_all()
-            raise
         finally:
-            os.close(gate_w)
+            tracer.close()
         self._overhead_median_ns = median(tracer.samples or [0])
         return overhead_floor(tracer.samples[CALIBRATION_WARMUP:] or tracer.samples)
 
@@ -648,12 +637,33 @@ def _wait_first_stop(tracer: Tracer, pid: int) -> bool:
     return False
 
 
-def _calibration_child(gate_r: int, gate_w: int) -> None:  # pragma: no cover - child
+def trace_null_calls(tracer: Tracer, calls: int) -> None:
+    """Trace, with ``tracer``, a forked child that makes ``calls`` getppid calls
+    (the calibration; bench/stops.py).  Give the tracer ``sample_nr`` to keep
+    each call's raw time."""
+    gate_r, gate_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        _null_calls_child(gate_r, gate_w, calls)
+    os.close(gate_r)
+    try:
+        _start_tracee(tracer, pid)
+        os.write(gate_w, b"g")
+        if _wait_first_stop(tracer, pid):
+            tracer.loop()
+    except BaseException:
+        tracer.kill_all()
+        raise
+    finally:
+        os.close(gate_w)
+
+
+def _null_calls_child(gate_r: int, gate_w: int, calls: int) -> None:  # pragma: no cover
     try:
         os.close(gate_w)
         os.read(gate_r, 1)
         getppid = os.getppid
-        for _ in range(CALIBRATION_CALLS):
+        for _ in range(calls):
             getppid()
     finally:
         os._exit(0)
