@@ -32,6 +32,7 @@ from collectors import ptrace_abi as abi
 from collectors import ptrace_seccomp
 from collectors.base import Availability, Collector, Options, ProbeMethod
 from collectors.ptrace_denial import why_denied
+from collectors.ptrace_fast import unavailable_reason as fast_path_unavailable
 from collectors.ptrace_loop import NO_MIN, S_RESTARTS, ProcRecord, Tracer
 from collectors.ptrace_seccomp import AUDIT_ARCH
 from collectors.run_clock import DeadlineReached, RunClock, raise_deadline
@@ -117,6 +118,7 @@ class PtraceCollector(Collector):
         faults = Availability.yes("counts from /proc at exit") if ok.ok else ok
         return [
             ProbeMethod("syscalls", "ptrace syscall-stops (GETREGS / GET_SYSCALL_INFO)", ok),
+            ProbeMethod("stop loop", "compiled (collectors/ptrace_fast.c)", _compiled_loop()),
             ProbeMethod("faults", "/proc/<pid>/stat counters", faults),
             ProbeMethod("fault time", "none", no),
             ProbeMethod("interrupts", "none", no),
@@ -576,6 +578,14 @@ def _finish_timeline(tracer: Tracer, profile: Profile, end_ns: int) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+def _compiled_loop() -> Availability:
+    """Whether the syscall-stops go through the compiled loop here, else why not."""
+    reason = fast_path_unavailable()
+    if reason is None:
+        return Availability.yes("polls before it sleeps; resumes the command first")
+    return Availability.no(f"the Python loop runs: {reason}", "make setup builds it")
+
+
 def median(values: list[int]) -> int:
     """statistics.median of some integers, in whole ns (that module's import
     would cost every run's start-up)."""
