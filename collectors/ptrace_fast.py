@@ -132,6 +132,21 @@ class FastPath:
             if lib.fast_set(ref, tid, st[0], st[1]) != 0:
                 raise MemoryError("ptrace fast path: no memory for its thread table")
 
+    def get_state(self, tid: int, st: list[int]) -> None:
+        """One thread's state from the fast path into ``st`` (if it knows it)."""
+        if self._lib.fast_get(self._ref, tid, self._pending_ref, self._entry_ref):
+            st[0] = self._pending.value
+            st[1] = self._entry.value
+
+    def set(self, tid: int, st: list[int]) -> None:
+        """One thread's state (``st[0]``, ``st[1]``) into the fast path."""
+        if self._lib.fast_set(self._ref, tid, st[0], st[1]) != 0:
+            raise MemoryError("ptrace fast path: no memory for its thread table")
+
+    def remove(self, tid: int) -> None:
+        """Forget a thread that is gone."""
+        self._lib.fast_remove(self._ref, tid)
+
     def get_states(self, threads: dict[int, list[int]]) -> None:
         """The fast path's thread states become Python's (before Python handles a stop)."""
         lib, ref = self._lib, self._ref

@@ -366,7 +366,7 @@ class Tracer:
         threads = self.threads
         waitpid = os.waitpid
         mono = time.monotonic_ns
-        one_stop = self._one_stop
+        python_stop = self._python_stop
         wall = abi.WALL
         held = _raising_handlers()
         block, unblock = signal.SIG_BLOCK, signal.SIG_SETMASK
@@ -402,13 +402,32 @@ class Tracer:
                     if fast.loop.error == errno.ECHILD:
                         raise TracerGone(f"{len(threads)} tracee(s) vanished")
                     raise TracingError(f"waitpid failed: {os.strerror(fast.loop.error)}")
-                fast.get_states(threads)
-                done = one_stop(tid, status, t)
-                fast.put_states(threads)
-                if done:
+                if python_stop(fast, tid, status, t):
                     break
         finally:
             fast.get_states(threads)
+
+    def _python_stop(self, fast: FastPath, tid: int, status: int, t: int) -> bool:
+        """A stop the fast path left to Python, with the thread states handed over:
+        the stopped thread's, those of threads the stop adds or ends (all of
+        them for an exec, which takes over another thread's state)."""
+        threads = self.threads
+        if status >> 16 == abi.PTRACE_EVENT_EXEC:
+            fast.get_states(threads)
+            done = self._one_stop(tid, status, t)
+            fast.put_states(threads)
+            return done
+        known = set(threads)
+        st = threads.get(tid)
+        if st is not None:
+            fast.get_state(tid, st)
+        done = self._one_stop(tid, status, t)
+        now = threads.keys()
+        for gone in known - now:
+            fast.remove(gone)
+        for changed in (now - known) | ({tid} & now):
+            fast.set(changed, threads[changed])
+        return done
 
     def _count_batch(self, values: list[int]) -> None:
         """Count the calls the fast path finished (5 values each, see ptrace_fast.c)."""

@@ -57,13 +57,16 @@ def test_thread_table_keeps_every_state_through_growth_and_removals() -> None:
     fast.put_states(truth)
     removed = rng.sample(tids, 500)
     for tid in removed:
-        fast._lib.fast_remove(fast._ref, tid)
+        fast.remove(tid)
         del truth[tid]
     for tid in removed[:100]:  # back again, with a new state
         truth[tid] = [OUTSIDE, tid]
-        assert fast._lib.fast_set(fast._ref, tid, OUTSIDE, tid) == 0
+        fast.set(tid, truth[tid])
     seen = {tid: [0, 0] for tid in tids}
     fast.get_states(seen)
+    one = [0, 0]
+    fast.get_state(removed[0], one)
+    assert one == [OUTSIDE, removed[0]]
     assert {tid: state for tid, state in seen.items() if state != [0, 0]} == truth
     assert fast.loop.used == len(truth)
     fast.close()
