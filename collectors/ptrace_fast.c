@@ -1,9 +1,13 @@
 /* stprof's ptrace fast path: the syscall-stops of known threads, in C.
  *
  * Built by `make setup` into collectors/_ptrace_fast.so and driven through
- * ctypes by collectors/ptrace_fast.py; python-ptrace and the Python loop of
- * collectors/ptrace_loop.py keep everything else (events, signals, deaths,
- * a thread met for the first time, the rare entry taken for an exit).
+ * ctypes by collectors/ptrace_fast.py.  Here: the syscall-stops, signal
+ * deliveries, a new child's first stop, fork and vfork events and deaths of
+ * known threads, each resumed at once, its bookkeeping left to Python in a
+ * batch of records.  python-ptrace and the Python loop of
+ * collectors/ptrace_loop.py keep the rest (exec, exit and clone events,
+ * seccomp stops, group-stops, a thread met for the first time, the rare
+ * entry taken for an exit).
  *
  * Per syscall the tracee stops twice.  The entry stop costs here one
  * waitpid, one clock read and PTRACE_SYSCALL; the exit stop one waitpid, one
@@ -53,9 +57,17 @@
 
 enum { FAST_FULL = 0, FAST_OTHER = 1, FAST_IDLE = 2, FAST_FAILED = 3 };
 
-struct fast_record {  /* one finished call, as Python reads it: 5 x 64 bits */
-    uint64_t tid, nr, rax, entry_ns, exit_ns;
+/* One record of the batch Python reads, 6 x 64 bits.  A finished call:
+ * tid, nr, rax, entry_ns, exit_ns, 0.  An event whose bookkeeping waits for
+ * Python (the stop itself was handled here): tid, EVENT_BASE + kind, and:
+ *   EVENT_CHILD  new pid, its ptrace event (fork or vfork), time
+ *   EVENT_DEATH  wait status, the call pending then, its entry, time      */
+struct fast_record {
+    uint64_t tid, nr, a, b, c, d;
 };
+
+#define EVENT_BASE ((uint64_t)1 << 41)  /* above any number (and UNKNOWN_NR) */
+enum { EVENT_CHILD = 1, EVENT_DEATH = 2 };
 
 struct fast_thread {
     int32_t tid;
@@ -72,6 +84,7 @@ struct fast_loop {  /* shared with Python (collectors/ptrace_fast.py: Loop) */
     int64_t spin_max_ns;  /* the window's bound */
     int64_t idle_since;   /* FAST_IDLE: when the polling began */
     int64_t cont_exit;    /* the request that resumes a thread after an exit */
+    int64_t resume_outside;  /* ... and one outside a call (PTRACE_CONT under seccomp) */
     int64_t other_tid;    /* FAST_OTHER: the stop left for Python */
     int64_t other_status;
     int64_t other_ns;
@@ -189,14 +202,76 @@ void fast_remove(struct fast_loop *l, int32_t tid)
     l->used--;
 }
 
+static struct fast_record *record(struct fast_loop *l, int32_t tid, uint64_t nr)
+{
+    struct fast_record *r = &l->records[l->count++];
+    r->tid = (uint64_t)tid;
+    r->nr = nr;
+    return r;
+}
+
+static void resume(const struct fast_loop *l, const struct fast_thread *th, int sig)
+{
+    long request = th->pending == OUTSIDE ? l->resume_outside : PTRACE_SYSCALL;
+    ptrace((enum __ptrace_request)request, th->tid, 0, (void *)(long)sig);
+}
+
+/* A stop that is not a syscall-stop, of a known thread: 1 if handled here.
+ * Here: signal-delivery stops (the signal is delivered), the stops that start
+ * a new child or end a PTRACE_INTERRUPT, fork and vfork events (the child is
+ * known from now on; Python registers it from the record, without /proc),
+ * deaths.  Python: exec (it may move another thread's state), the exit event
+ * (Python reads /proc before the thread is reaped), clone (a thread's process
+ * is read from /proc while it is sure to be there), seccomp, group-stops. */
+static int other_stop(struct fast_loop *l, struct fast_thread *th, int32_t status, int64_t t)
+{
+    int32_t tid = th->tid;
+    if (!WIFSTOPPED(status)) {
+        struct fast_record *r = record(l, tid, EVENT_BASE + EVENT_DEATH);
+        r->a = (uint64_t)(uint32_t)status;
+        r->b = (uint64_t)th->pending;
+        r->c = (uint64_t)th->entry_ns;
+        r->d = (uint64_t)t;
+        fast_remove(l, tid);
+        return 1;
+    }
+    int sig = (status >> 8) & 0xff, event = status >> 16;
+    if (event == 0) {  /* signal-delivery stop: deliver it */
+        resume(l, th, sig);
+        return 1;
+    }
+    if (event == PTRACE_EVENT_STOP) {
+        if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+            return 0;  /* a group-stop: Python listens */
+        resume(l, th, 0);
+        return 1;
+    }
+    if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
+        unsigned long child = 0;
+        if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) == -1)
+            return 0;
+        resume(l, th, 0);
+        if (child && !find(l, (int32_t)child)) {
+            if (fast_set(l, (int32_t)child, OUTSIDE, 0) != 0)
+                return 1;  /* no memory: its first stop goes to Python */
+            struct fast_record *r = record(l, tid, EVENT_BASE + EVENT_CHILD);
+            r->a = child;
+            r->b = (uint64_t)event;
+            r->c = (uint64_t)t;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* One stop: 1 if handled here, 0 if it is Python's (see the top). */
 int fast_handle(struct fast_loop *l, int32_t tid, int32_t status, int64_t t)
 {
-    if (status != SYSCALL_STOP_STATUS)
-        return 0;
     struct fast_thread *th = find(l, tid);
     if (!th)
-        return 0;  /* met for the first time: Python adopts it */
+        return 0;  /* met for the first time (or not ours): Python adopts it */
+    if (status != SYSCALL_STOP_STATUS)
+        return other_stop(l, th, status, t);
     if (th->pending == OUTSIDE) {  /* an entry: its number is read at the exit */
         ptrace(PTRACE_SYSCALL, tid, 0, 0);
         th->pending = UNKNOWN_NR;
@@ -209,12 +284,11 @@ int fast_handle(struct fast_loop *l, int32_t tid, int32_t status, int64_t t)
     if (regs.rax == ENOSYS_RAX)
         return 0;  /* an entry taken for an exit, or a real ENOSYS: Python asks */
     ptrace((enum __ptrace_request)l->cont_exit, tid, 0, 0);
-    struct fast_record *r = &l->records[l->count++];
-    r->tid = (uint64_t)tid;
-    r->nr = regs.orig_rax;
-    r->rax = regs.rax;
-    r->entry_ns = (uint64_t)th->entry_ns;
-    r->exit_ns = (uint64_t)t;
+    struct fast_record *r = record(l, tid, regs.orig_rax);
+    r->a = regs.rax;
+    r->b = (uint64_t)th->entry_ns;
+    r->c = (uint64_t)t;
+    r->d = 0;
     th->pending = OUTSIDE;
     return 1;
 }

@@ -15,12 +15,16 @@ import os
 import platform
 from pathlib import Path
 
+from collectors.ptrace_abi import PTRACE_SYSCALL
+
 LIBRARY = Path(__file__).with_name("_ptrace_fast.so")
 SOURCE = Path(__file__).with_name("ptrace_fast.c")
 BATCH = 512  # calls counted by Python at a time (at most)
 # how long the tracer polls for the next stop before it sleeps (see ptrace_fast.c)
 SPIN_NS = 50_000
-RECORD_FIELDS = 5  # tid, nr, rax, entry_ns, exit_ns
+RECORD_FIELDS = 6  # a call: tid, nr, rax, entry_ns, exit_ns, 0; or an event (below)
+EVENT_BASE = 1 << 41  # a record's nr at or above it: an event, nr - EVENT_BASE its kind
+EVENT_CHILD, EVENT_DEATH = 1, 2
 
 # what fast_run returns
 FULL, OTHER, IDLE, FAILED = range(4)
@@ -37,6 +41,7 @@ class Loop(ctypes.Structure):
         ("spin_max_ns", ctypes.c_int64),
         ("idle_since", ctypes.c_int64),
         ("cont_exit", ctypes.c_int64),
+        ("resume_outside", ctypes.c_int64),
         ("other_tid", ctypes.c_int64),
         ("other_status", ctypes.c_int64),
         ("other_ns", ctypes.c_int64),
@@ -91,7 +96,8 @@ class FastPath:
         self._lib = _load()
         self.values = array.array("Q", bytes(8 * RECORD_FIELDS * BATCH))
         self.loop = Loop(records=self.values.buffer_info()[0], capacity=BATCH,
-                         spin_ns=spin_ns, spin_max_ns=spin_ns, cont_exit=cont_exit)
+                         spin_ns=spin_ns, spin_max_ns=spin_ns, cont_exit=cont_exit,
+                         resume_outside=PTRACE_SYSCALL)
         self._ref = ctypes.byref(self.loop)
         if self._lib.fast_init(self._ref) != 0:
             raise MemoryError("ptrace fast path: no memory for its thread table")
@@ -117,7 +123,7 @@ class FastPath:
         return bool(self._lib.fast_woken(self._ref, tid, status, t))
 
     def take_batch(self) -> list[int]:
-        """The finished calls as flat values (5 per call), and an empty batch."""
+        """The batch's records as flat values, and an empty batch."""
         count = self.loop.count
         self.loop.count = 0
         return self.values[: count * RECORD_FIELDS].tolist()

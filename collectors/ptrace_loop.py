@@ -75,7 +75,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import ptrace_abi as abi
-from collectors.ptrace_fast import FULL, IDLE, OTHER, SPIN_NS, FastPath
+from collectors.ptrace_fast import (
+    EVENT_BASE,
+    EVENT_CHILD,
+    FULL,
+    IDLE,
+    OTHER,
+    RECORD_FIELDS,
+    SPIN_NS,
+    FastPath,
+)
 from collectors.ptrace_fast import unavailable_reason as fast_path_unavailable
 from profiler.errors import TracingError
 from profiler.target import decode_wait_status
@@ -256,13 +265,14 @@ class Tracer:
             return None
         return self._register(tid, ids.tgid, ids.ppid, ids.name)
 
-    def adopt_child(self, pid: int, parent: list[Any]) -> list[Any]:
+    def adopt_child(self, pid: int, parent: list[Any], at_ns: int | None = None) -> list[Any]:
         """Register the new process of a fork or vfork event of thread state
-        ``parent``: its own process, its parent the forking one, its name that
-        one's (until it execs).  No /proc read: the forking thread is waiting."""
-        return self._register(pid, pid, parent[3], self.procs[parent[3]].comm)
+        ``parent`` (at ``at_ns``, default now): its own process, its parent the
+        forking one, its name that one's (until it execs).  No /proc read."""
+        return self._register(pid, pid, parent[3], self.procs[parent[3]].comm, at_ns)
 
-    def _register(self, tid: int, tgid: int, ppid: int, name: str) -> list[Any]:
+    def _register(self, tid: int, tgid: int, ppid: int, name: str,
+                  at_ns: int | None = None) -> list[Any]:
         proc = self.procs.get(tgid)
         if proc is None:
             proc = self.procs[tgid] = ProcRecord(tgid, ppid, name)
@@ -271,7 +281,7 @@ class Tracer:
         if self.per_task is not None:
             self.task_comm[tid] = name
         if self.timeline is not None:
-            self.timeline.thread(tid, state, time.monotonic_ns())
+            self.timeline.thread(tid, state, time.monotonic_ns() if at_ns is None else at_ns)
         return state
 
     def forget(self, tid: int) -> None:
@@ -356,12 +366,14 @@ class Tracer:
                 break
 
     def _fast_loop(self, fast: FastPath) -> None:
-        """Syscall-stops in C (collectors/ptrace_fast.c), the rest in Python.
+        """Syscall-stops and the common other stops in C (collectors/ptrace_fast.c),
+        the rest in Python.
 
         Python takes the thread states from the fast path before it handles a
-        stop and gives them back after; finished calls come in batches,
-        counted with the run's signal handlers held off (a tick of the
-        interval clock or the deadline must not cut a batch in two).
+        stop and gives them back after.  Finished calls, and the bookkeeping
+        of the stops the fast path handled (a new child, a death), come in
+        batches, counted with the run's signal handlers held off (a tick of
+        the interval clock or the deadline must not cut a batch in two).
         """
         threads = self.threads
         waitpid = os.waitpid
@@ -372,38 +384,47 @@ class Tracer:
         block, unblock = signal.SIG_BLOCK, signal.SIG_SETMASK
         mask = signal.pthread_sigmask
         count_batch = self._count_batch
+
+        def count() -> bool:  # True once the root's death is counted
+            if not held:
+                return count_batch(fast.take_batch())
+            before = mask(block, held)
+            try:
+                return count_batch(fast.take_batch())
+            finally:
+                mask(unblock, before)
+
+        fast.loop.resume_outside = self._resume_outside
         fast.put_states(threads)
         try:
             while threads:
                 code = fast.step()
-                if fast.loop.count:
-                    if not held:
-                        count_batch(fast.take_batch())
-                    else:
-                        before = mask(block, held)
-                        try:
-                            count_batch(fast.take_batch())
-                        finally:
-                            mask(unblock, before)
-                if code == FULL:
-                    continue
+                ended = bool(fast.loop.count) and count()
                 if code == OTHER:
                     tid, status, t = (fast.loop.other_tid, fast.loop.other_status,
                                       fast.loop.other_ns)
-                elif code == IDLE:
+                    if python_stop(fast, tid, status, t) or ended:
+                        break
+                    continue
+                if ended:
+                    break
+                if code == FULL:
+                    continue
+                if code == IDLE:
                     try:
                         tid, status = waitpid(-1, wall)
                     except ChildProcessError:
                         raise TracerGone(f"{len(threads)} tracee(s) vanished") from None
                     t = mono()
-                    if fast.woken(tid, status, t):
-                        continue  # its call, if it ended one, is counted next time round
-                else:
-                    if fast.loop.error == errno.ECHILD:
-                        raise TracerGone(f"{len(threads)} tracee(s) vanished")
-                    raise TracingError(f"waitpid failed: {os.strerror(fast.loop.error)}")
-                if python_stop(fast, tid, status, t):
-                    break
+                    if not fast.woken(tid, status, t):
+                        if python_stop(fast, tid, status, t):
+                            break
+                    elif fast.loop.count and count():
+                        break
+                    continue
+                if fast.loop.error == errno.ECHILD:
+                    raise TracerGone(f"{len(threads)} tracee(s) vanished")
+                raise TracingError(f"waitpid failed: {os.strerror(fast.loop.error)}")
         finally:
             fast.get_states(threads)
 
@@ -429,8 +450,10 @@ class Tracer:
             fast.set(changed, threads[changed])
         return done
 
-    def _count_batch(self, values: list[int]) -> None:
-        """Count the calls the fast path finished (5 values each, see ptrace_fast.c)."""
+    def _count_batch(self, values: list[int]) -> bool:
+        """Count what the fast path did (6 values a record, see ptrace_fast.c):
+        finished calls, and the bookkeeping of the stops it handled.  True if
+        the root's death was among them."""
         threads = self.threads
         overhead = self.overhead_ns
         add_call = self._add_call
@@ -438,11 +461,16 @@ class Tracer:
         sigreturn = self.rt_sigreturn_nr
         no_syscall = abi.ULONG - 1
         error_rax, ulong = abi.ERROR_RAX, abi.ULONG
+        event_base = EVENT_BASE
         plain = (self.wanted is None and self.per_task is None and self.timeline is None
                  and self.sample_nr < 0)
         interrupted = self.interrupted
-        for i in range(0, len(values), 5):
-            tid, nr, rax, entry_ns, t = values[i : i + 5]
+        root_gone = False
+        for i in range(0, len(values), RECORD_FIELDS):
+            tid, nr, rax, entry_ns, t, extra = values[i : i + RECORD_FIELDS]
+            if nr >= event_base and nr != no_syscall:
+                root_gone |= self._fast_event(tid, nr - event_base, rax, entry_ns, t, extra)
+                continue
             if nr == no_syscall:  # rt_sigreturn restored a frame with orig_rax = -1
                 nr = sigreturn
             err = ulong - rax if rax >= error_rax else 0
@@ -453,6 +481,22 @@ class Tracer:
                          err if nr != sigreturn else 0)
             else:
                 count_call(tid, threads[tid], nr, err, rax, entry_ns, t)
+        return root_gone
+
+    def _fast_event(self, tid: int, kind: int, a: int, b: int, c: int, d: int) -> bool:
+        """The bookkeeping of a stop the fast path handled; True if the root died."""
+        if kind == EVENT_CHILD:  # a: the new pid (already known to the fast path)
+            if a not in self.threads:
+                self.adopt_child(a, self.threads[tid], at_ns=c)
+            return False
+        # EVENT_DEATH: a the wait status, b the call then pending, c its entry, d when
+        st = self.threads.get(tid)
+        if st is None:
+            return False
+        st[0] = b - abi.ULONG if b >= abi.ULONG // 2 else b  # OUTSIDE is -1
+        st[1] = c
+        self._gone(tid, st, a, d)
+        return tid == self.root
 
     def _one_stop(self, tid: int, status: int, t: int) -> bool:
         """One stop, in Python; True when the loop ends (the root is reaped)."""

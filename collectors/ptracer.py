@@ -54,7 +54,7 @@ from profiler.target import (
 )
 from profiler.timeline import TimelineWriter
 
-CALIBRATION_CALLS = 1000
+CALIBRATION_CALLS = 600
 CALIBRATION_WARMUP = 100
 CALIBRATION_RUNS = 4
 MIN_KERNEL = (5, 3)  # PTRACE_GET_SYSCALL_INFO
