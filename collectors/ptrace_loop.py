@@ -103,20 +103,8 @@ EINTR = 4
 # the Python loop's polls for the next stop before it sleeps (about 0.5 us
 # each; the compiled loop polls by the clock: see ptrace_fast.c)
 SPIN_POLLS = 100
-# signals whose handlers (the run's clock, attach mode's Ctrl-C) may raise:
-# held off while a batch of calls is counted
-BATCH_SIGNALS = frozenset({signal.SIGALRM, signal.SIGUSR1, signal.SIGINT, signal.SIGTERM,
-                           signal.SIGHUP, signal.SIGQUIT})
 
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
-
-
-def _raising_handlers() -> set[signal.Signals]:
-    """Those of :data:`BATCH_SIGNALS` that are not blocked and have a Python
-    handler (which may raise), here and now."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    return {signal.Signals(sig) for sig in BATCH_SIGNALS
-            if sig not in blocked and callable(signal.getsignal(sig))}
 
 
 def new_stat() -> list[Any]:
@@ -175,6 +163,7 @@ class Tracer:
         wanted: frozenset[int] | None = None,
         seccomp: bool = False,
         poll: bool = True,
+        held_signals: frozenset[int] = frozenset(),
     ) -> None:
         self.binding = abi.load()
         self.overhead_ns = overhead_ns
@@ -227,6 +216,10 @@ class Tracer:
         self.fast_unavailable = fast_path_unavailable()
         if self.fast_unavailable is None and self._regs is None:
             self.fast_unavailable = "the registers cannot tell an entry from an exit here"
+        # signals whose handlers may raise (--duration's deadline, attach mode's
+        # Ctrl-C): held off while the compiled loop's batch is counted, so that
+        # the tracing never stops in the middle of one
+        self.held_signals = held_signals
         # poll: wait for the next stop polling a while before sleeping (see ptrace_fast.c)
         self.poll = poll
         self.fast = (FastPath(self._cont_exit, SPIN_NS if poll else 0)
@@ -372,15 +365,15 @@ class Tracer:
         Python takes the thread states from the fast path before it handles a
         stop and gives them back after.  Finished calls, and the bookkeeping
         of the stops the fast path handled (a new child, a death), come in
-        batches, counted with the run's signal handlers held off (a tick of
-        the interval clock or the deadline must not cut a batch in two).
+        batches, counted with the signals whose handlers raise held off
+        (``held_signals``: the deadline must not cut a batch in two).
         """
         threads = self.threads
         waitpid = os.waitpid
         mono = time.monotonic_ns
         python_stop = self._python_stop
         wall = abi.WALL
-        held = _raising_handlers()
+        held = self.held_signals
         block, unblock = signal.SIG_BLOCK, signal.SIG_SETMASK
         mask = signal.pthread_sigmask
         count_batch = self._count_batch

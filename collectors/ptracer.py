@@ -169,7 +169,16 @@ class PtraceCollector(Collector):
             seccomp=not attach and self._uses_seccomp(),
             # sharing one CPU, the tracer's polling would only delay the command
             poll=self.options.pin_cpu is None,
+            held_signals=self._raising_signals(attach),
         )
+
+    def _raising_signals(self, attach: bool) -> frozenset[int]:
+        """The signals whose handlers raise during this run's loop: the deadline's
+        timer (--duration), and in attach mode the ones that end the run."""
+        raising: set[int] = set(RELAYED_SIGNALS) if attach else set()
+        if self.options.duration_s is not None:
+            raising.add(signal.SIGALRM)
+        return frozenset(raising)
 
     def _book(self, tracer: Tracer) -> IntervalBook:
         """The run's readings (-i, SIGUSR1), taken between two stops."""
