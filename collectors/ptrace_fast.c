@@ -28,8 +28,10 @@
  * tracee or another program waiting for this CPU runs at once; and the
  * window adapts: after a sleep that polling a little longer would have
  * spared, it is back to spin_max_ns at once; after a long sleep it halves,
- * so a tracee that mostly blocks (a server, a build's compiler) costs the
- * tracer little polling.
+ * down to an eighth, so a tracee that mostly blocks (a server, a build's
+ * compiler) costs the tracer little polling.  (A sleep looks long also when
+ * the wake-up itself was slow, as it is on a busy host: the floor keeps such
+ * spells from ending the polling for good.)
  *
  * The thread table: tid -> (pending, entry_ns), open addressing with linear
  * probing.  pending is OUTSIDE between calls, else the syscall number or
@@ -338,7 +340,7 @@ int fast_woken(struct fast_loop *l, int32_t tid, int32_t status, int64_t t)
     int64_t slept = t - l->idle_since;
     if (slept <= 2 * l->spin_max_ns)
         l->spin_ns = l->spin_max_ns;  /* polling on would have caught it */
-    else
-        l->spin_ns /= 2;
+    else if (l->spin_ns > l->spin_max_ns / 8)
+        l->spin_ns /= 2;  /* never below an eighth: slow wake-ups must not end polling */
     return fast_handle(l, tid, status, t);
 }

@@ -21,7 +21,7 @@ LIBRARY = Path(__file__).with_name("_ptrace_fast.so")
 SOURCE = Path(__file__).with_name("ptrace_fast.c")
 BATCH = 512  # calls counted by Python at a time (at most)
 # how long the tracer polls for the next stop before it sleeps (see ptrace_fast.c)
-SPIN_NS = 50_000
+SPIN_NS = 200_000
 RECORD_FIELDS = 6  # a call: tid, nr, rax, entry_ns, exit_ns, 0; or an event (below)
 EVENT_BASE = 1 << 41  # a record's nr at or above it: an event, nr - EVENT_BASE its kind
 EVENT_CHILD, EVENT_DEATH = 1, 2
