@@ -11,6 +11,7 @@ the CLI, so the JSON and the text report are checked as a user gets them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +27,24 @@ from reports.text import TextRenderer
 
 STPROF = [sys.executable, "-m", "stprof"]
 FORKS = 500
-COLLECTORS = ("ptrace", "ebpf")
+# "ptrace-python": the ptrace collector with its Python loop instead of the
+# compiled one (STPROF_PTRACE_LOOP=python): both must count restarts alike
+COLLECTORS = ("ptrace", "ptrace-python", "ebpf")
+
+
+def cli_and_env(collector: str) -> tuple[str, dict[str, str]]:
+    """The -c value and the environment of a run of ``collector``."""
+    env = dict(os.environ)
+    env.pop("STPROF_PTRACE_LOOP", None)
+    if collector == "ptrace-python":
+        env["STPROF_PTRACE_LOOP"] = "python"
+        return "ptrace", env
+    return collector, env
 RUN_TIMEOUT_S = 90
 
 
 def _needs(collector: str) -> None:
-    reason = unavailable_reason(collector)
+    reason = unavailable_reason(cli_and_env(collector)[0])
     if reason:
         pytest.skip(f"{collector} collector: {reason}")
 
@@ -43,10 +56,11 @@ def trace(collector: str, args: list[str], tmp_path: Path) -> tuple[Profile, Tal
     """The profile, the program's own tally and the text report of one run."""
     _needs(collector)
     profile_path, report_path = tmp_path / f"{collector}.json", tmp_path / f"{collector}.txt"
+    name, env = cli_and_env(collector)
     result = subprocess.run(
-        [*STPROF, "run", "-c", collector, "--json", str(profile_path), "-o", str(report_path),
+        [*STPROF, "run", "-c", name, "--json", str(profile_path), "-o", str(report_path),
          "--", str(build("restarts")), *args],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False, env=env)
     assert result.returncode == 0, result.stderr
     tally = {}
     for line in result.stdout.splitlines():
@@ -94,7 +108,7 @@ def test_each_fork_is_one_clone_call(collector: str, mode: str, tmp_path: Path) 
     assert eintr(profile, "wait4") == tally["wait4"][1]
     root = next(p for p in profile.processes if p.ppid not in {q.pid for q in profile.processes})
     assert root.syscalls >= FORKS
-    if collector == "ptrace" and mode == "dfl":
+    if collector.startswith("ptrace") and mode == "dfl":
         # the issue's case: traced, a SIG_DFL SIGCHLD still interrupts fork
         assert clone.restarts > 0
     if collector == "ebpf" and mode == "dfl":
@@ -234,10 +248,11 @@ def test_timeline_has_one_slice_per_counted_call_across_restarts(
     """A restarted call is one call and one slice; an EINTR attempt is one of each."""
     _needs(collector)
     profile_path, timeline_path = tmp_path / "p.json", tmp_path / "t.json"
+    name, env = cli_and_env(collector)
     result = subprocess.run(
-        [*STPROF, "run", "-c", collector, "--json", str(profile_path), "-o", str(tmp_path / "r"),
+        [*STPROF, "run", "-c", name, "--json", str(profile_path), "-o", str(tmp_path / "r"),
          "--timeline", str(timeline_path), "--", str(build("restarts")), *args],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False, env=env)
     assert result.returncode == 0, result.stderr
     profile = Profile.load(profile_path)
     slices: dict[str, int] = {}
