@@ -19,6 +19,15 @@ result ``PTRACE_GET_SYSCALL_INFO`` decides, and an entry taken for an exit
 puts the thread back in step.  Anything that is not a syscall-stop (events,
 signals, exits) goes to the slower, readable :meth:`Tracer.handle_stop`.
 
+Two loops do this.  The compiled one (collectors/ptrace_fast.c, through
+collectors/ptrace_fast.py) takes the syscall-stops and the common other
+stops (signal deliveries, a new child's first stop, fork and vfork events,
+deaths) of known threads, resumes them at once and hands Python batches of
+records to count (:meth:`Tracer._count_batch`); it gives Python every other
+stop (:meth:`Tracer._python_stop`).  The Python loop (:meth:`Tracer._one_stop`
+for each stop) runs where the compiled one is not built, or not on x86-64.
+Both poll for the next stop a little before they sleep (see ptrace_fast.c).
+
 State is kept in plain lists for speed:
 
 - per thread ``[pending, entry_ns, process_counters, tgid]``; ``pending``
