@@ -6,6 +6,18 @@ pair by pair within a round, and the table shows its median and its min-max
 over the rounds.  Under the table, the commands that make each row, to
 reproduce it by hand.  This is a benchmark, not a test: it prints, and fails
 only if a command cannot run at all.
+
+How a command's time is read (its label says which):
+- whole run: spawn to reap, stprof's start-up and report included;
+- own time: the command itself, as stprof's profile measures it (wall_ns):
+  from the release of the paused child (profiler.target.spawn_paused), just
+  before its execve, until it has exited (its pidfd is readable).  stprof's
+  rows read wall_ns from the profile; the untraced command and the floor
+  probe's are timed here by the same steps (spawn_paused, release, pidfd), so
+  that "ebpf (own time) / floor probe (own time)" compares like with like:
+  spawn to reap would add the spawn and reap of dd to one side only.
+
+--only picks workloads by name (e.g. --only storm,start-up) to iterate on one.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shlex
 import shutil
 import statistics
@@ -49,14 +62,17 @@ class Command:
 
     label: str
     argv: list[str]
-    # "whole": the process from spawn to reap; "own": the command's own time,
-    # the profile's wall_ns (stprof's start-up and report left out)
+    # "whole": the process from spawn to reap; "own": the command's own time, as
+    # the profile's wall_ns (for stprof, read from its profile; for others,
+    # own_time_once: release of the paused child to its exit)
     time: str = "whole"
     under_floor: bool = False
     seconds: list[float] = field(default_factory=list)
 
     def shown(self) -> str:
         prefix = "under bench/floor.bpf.c: " if self.under_floor else ""
+        if self.time == "own" and self.argv[:len(STPROF)] != STPROF:
+            prefix += "own time (bench/run.py own_time_once) of: "
         return prefix + shlex.join(self.argv)
 
 
@@ -86,6 +102,35 @@ def time_once(argv: Sequence[str]) -> float:
     return elapsed
 
 
+def own_time_once(argv: Sequence[str]) -> float:
+    """The command's own time, measured as stprof measures a profile's wall_ns
+    (collectors' _trace_command): a child paused at the gate is released, and
+    the time runs until its pidfd says it has exited (not reaped)."""
+    from profiler.target import spawn_paused
+
+    child = spawn_paused(list(argv))
+    try:
+        pidfd = os.pidfd_open(child.pid)
+        try:
+            child.release()
+            error = child.exec_error()
+            select.select([pidfd], [], [])
+            ended = time.monotonic_ns()
+        finally:
+            os.close(pidfd)
+        _, status = os.waitpid(child.pid, 0)
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        child.close()
+    code = os.waitstatus_to_exitcode(status)
+    if error is not None or code != 0:
+        sys.exit(f"bench: {shlex.join(argv)} failed ({error or code})")
+    assert child.released_ns is not None
+    return (ended - child.released_ns) / 1e9
+
+
 class FloorProbe:
     """bench/floor.bpf.c: two clock reads per syscall and nothing else.
 
@@ -107,13 +152,13 @@ class FloorProbe:
             self._bpf.detach_raw_tracepoint(tracepoint)
             self._attached.discard(tracepoint)
 
-    def time(self, argv: Sequence[str]) -> float:
+    def time(self, argv: Sequence[str], own: bool = False) -> float:
         try:
             for tracepoint in self.TRACEPOINTS:
                 self._bpf.attach_raw_tracepoint(tp=tracepoint,
                                                 fn_name=b"raw_tracepoint__" + tracepoint)
                 self._attached.add(tracepoint)
-            return time_once(argv)
+            return own_time_once(argv) if own else time_once(argv)
         finally:
             self._detach()
 
@@ -124,7 +169,9 @@ class FloorProbe:
 def run_command(command: Command, floor: FloorProbe | None, scratch: Path) -> float:
     if command.under_floor:
         assert floor is not None
-        return floor.time(command.argv)
+        return floor.time(command.argv, own=command.time == "own")
+    if command.time == "own" and command.argv[:len(STPROF)] != STPROF:
+        return own_time_once(command.argv)
     if command.time == "own":
         saved = scratch / "profile.json"
         after_run = command.argv.index("run") + 1
@@ -217,8 +264,8 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
     from collectors.base import DEFAULT_STACK_HZ
 
     commands = [
-        Command("untraced", STORM),
-        Command("floor probe", STORM, under_floor=True),
+        Command("untraced (own time)", STORM, time="own"),
+        Command("floor probe (own time)", STORM, time="own", under_floor=True),
         Command("ebpf (own time)", stprof("ebpf", STORM), time="own"),
         Command(f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)",
                 stprof("ebpf", STORM, "--kernel-stacks", "faults"), time="own"),
@@ -227,10 +274,10 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
     ]
     bench.workload("dd bs=1 count=200000", commands, bench.rounds, lambda c: pick(
         c, "dd bs=1 count=200000", [
-            ("ebpf (own time)", "untraced", None),
-            ("floor probe", "untraced", None),
-            ("ebpf (own time)", "floor probe", 1.05),
-            (f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)", "untraced", None),
+            ("ebpf (own time)", "untraced (own time)", None),
+            ("floor probe (own time)", "untraced (own time)", None),
+            ("ebpf (own time)", "floor probe (own time)", 1.05),
+            (f"ebpf, stacks at {DEFAULT_STACK_HZ} Hz (own time)", "untraced (own time)", None),
             ("ebpf --timeline (own time)", "ebpf (own time)", None),
         ]))
 
@@ -285,13 +332,14 @@ def bench_both(bench: Bench, name: str, argv: list[str], ebpf: bool, rounds: int
         commands += [Command("ebpf (own time)", stprof("ebpf", argv), time="own"),
                      Command("ebpf (whole run)", stprof("ebpf", argv))]
         if floor:
-            commands.append(Command("floor probe", argv, under_floor=True))
+            commands += [Command("untraced (own time)", argv, time="own"),
+                         Command("floor probe (own time)", argv, time="own", under_floor=True)]
     commands += [Command("ptrace", stprof("ptrace", argv)), *peers(argv)]
     bench.workload(name, commands, rounds, lambda c: pick(c, name, [
         ("ebpf (own time)", "untraced", None),
         ("ebpf (whole run)", "untraced", None),
-        ("floor probe", "untraced", None),
-        ("ebpf (own time)", "floor probe", None),
+        ("floor probe (own time)", "untraced (own time)", None),
+        ("ebpf (own time)", "floor probe (own time)", None),
         ("ptrace", "untraced", None),
         ("ptrace", "strace -c -f", ptrace_target),
         ("ptrace", "perf trace -s", None),
@@ -316,6 +364,29 @@ def startup(bench: Bench, ebpf: bool) -> None:
             f"whole{target}; `true` untraced {statistics.median(commands[0].seconds):.4f} s")
 
 
+WORKLOADS: dict[str, Callable[[Bench, bool], None]] = {
+    "storm": bench_storm,
+    "trace-set": bench_trace_set,
+    "small-storm": lambda bench, ebpf: bench_small_storm(bench),
+    "bulk": lambda bench, ebpf: bench_both(bench, "dd bs=1M count=2000", BULK, ebpf,
+                                           bench.rounds, floor=True),
+    "demo": lambda bench, ebpf: bench_both(bench, "dd bs=10M count=1 (demo)", DEMO, ebpf,
+                                           bench.rounds),
+    "forks": lambda bench, ebpf: bench_both(bench, "300 forks of /bin/true", FORKS, ebpf,
+                                            bench.slow_rounds, ptrace_target=1.0),
+    "start-up": startup,
+}
+
+
+def workload_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {', '.join(unknown) or '(none)'}; known: {', '.join(WORKLOADS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5,
@@ -323,6 +394,9 @@ def main() -> None:
     parser.add_argument("--slow-rounds", type=int, default=3,
                         help="rounds for the syscall storm under ptrace, strace and perf "
                              "trace (default 3)")
+    parser.add_argument("--only", type=workload_names, default=list(WORKLOADS),
+                        help="comma-separated workloads to run, of: " + ", ".join(WORKLOADS)
+                             + " (default: all)")
     args = parser.parse_args()
     os.chdir(ROOT)
     ebpf = ebpf_available()
@@ -331,14 +405,8 @@ def main() -> None:
     floor = FloorProbe() if ebpf else None
     bench = Bench(args.rounds, args.slow_rounds, floor)
     try:
-        bench_storm(bench, ebpf)
-        bench_trace_set(bench, ebpf)
-        bench_small_storm(bench)
-        bench_both(bench, "dd bs=1M count=2000", BULK, ebpf, args.rounds, floor=True)
-        bench_both(bench, "dd bs=10M count=1 (demo)", DEMO, ebpf, args.rounds)
-        bench_both(bench, "300 forks of /bin/true", FORKS, ebpf, args.slow_rounds,
-                   ptrace_target=1.0)
-        startup(bench, ebpf)
+        for name in args.only:
+            WORKLOADS[name](bench, ebpf)
     finally:
         if floor is not None:
             floor.close()
