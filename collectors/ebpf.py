@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collectors import ebpf_filter
+from collectors import ebpf_cache, ebpf_filter
 from collectors import ebpf_kernel as kernel
 from collectors import ebpf_read as read
 from collectors.base import Availability, Collector, Options, ProbeMethod
@@ -140,6 +140,11 @@ class EbpfCollector(Collector):
         # threads closed at --duration's deadline (the command ran on untraced)
         self._early_closed: list[read.ClosedThread] | None = None
         self._deadline = ""  # at the deadline: "killed", "untraced" or "" (not reached)
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the loaded probes came from collectors.ebpf_cache, not a compile."""
+        return bool(getattr(self._bpf, "stprof_from_cache", False))
 
     # ------------------------------------------------------------ questions
     @classmethod
@@ -625,14 +630,22 @@ def _compile(plan: Plan) -> Any:
         raise CollectorUnavailable(f"ebpf collector: cannot import bcc ({exc})",
                                    SETUP_FIX) from None
     source = BPF_SOURCE.read_text()
+    cflags = [*plan.cflags(), *CLANG_FLAGS]
+    key = ebpf_cache.cache_key(source, cflags)
+    cached = ebpf_cache.load(key)
+    if cached is not None:
+        return cached
     try:
-        return _timed_bpf_class(BPF)(text=source.encode(), cflags=[*plan.cflags(), *CLANG_FLAGS])
+        bpf = _timed_bpf_class(BPF)(text=source.encode(), cflags=cflags)
     except Exception as exc:
         if plan.raw_syscalls or plan.raw_events:  # old kernels: plain tracepoints
             last_line = (str(exc).strip().splitlines() or ["?"])[-1]
             plan.without_raw_tracepoints(f"refused by the kernel or bcc ({last_line})")
             return _compile(plan)
         raise TracingError(f"ebpf collector: cannot load the BPF program ({exc})") from None
+    with phase("cache (store the compile)"):
+        ebpf_cache.store(bpf, key)
+    return bpf
 
 
 def _timed_bpf_class(bpf_class: Any) -> Any:
