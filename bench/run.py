@@ -18,6 +18,9 @@ How a command's time is read (its label says which):
   spawn to reap would add the spawn and reap of dd to one side only.
 
 --only picks workloads by name (e.g. --only storm,start-up) to iterate on one.
+"probe-cost" (in the default set) weighs the storm's probes alone, per
+syscall, from the kernel's accounting of each BPF program (it turns
+kernel.bpf_stats_enabled on for its runs and restores it).
 """
 
 from __future__ import annotations
@@ -162,6 +165,25 @@ class FloorProbe:
         finally:
             self._detach()
 
+    def attached_fds(self) -> list[int]:
+        """The programs' fds (loaded once, at the first attach)."""
+        return [function.fd for function in self._bpf.funcs.values()]
+
+    def attached_run(self, argv: Sequence[str]) -> Callable[[], float]:
+        """A run of argv's own time under the probe, attached first (so its
+        programs are loaded when attached_fds() is read)."""
+        for tracepoint in self.TRACEPOINTS:
+            self._bpf.attach_raw_tracepoint(tp=tracepoint,
+                                            fn_name=b"raw_tracepoint__" + tracepoint)
+            self._attached.add(tracepoint)
+
+        def run() -> float:
+            try:
+                return own_time_once(argv)
+            finally:
+                self._detach()
+        return run
+
     def close(self) -> None:
         self._bpf.cleanup()
 
@@ -282,6 +304,63 @@ def bench_storm(bench: Bench, ebpf: bool) -> None:
         ]))
 
 
+def probe_nanoseconds(fds: list[int], run: Callable[[], object]) -> float:
+    """What ``run`` cost in the programs ``fds``, per syscall (an entry and an
+    exit), from the kernel's own accounting (run_time_ns / run_cnt)."""
+    from collectors import ebpf_kernel
+
+    def totals() -> tuple[int, int]:
+        stats = [ebpf_kernel.run_stats(fd) or (0, 0) for fd in fds]
+        return sum(s[0] for s in stats), sum(s[1] for s in stats)
+
+    time_before, runs_before = totals()
+    run()
+    time_after, runs_after = totals()
+    return 2 * (time_after - time_before) / max(1, runs_after - runs_before)
+
+
+def probe_cost(bench: Bench) -> None:
+    """The storm's cost in the probes alone, stprof's sys_enter/sys_exit pair
+    against the floor's, per syscall, with kernel.bpf_stats_enabled on for the
+    while (run_time_ns/run_cnt of each program; the probes run for every
+    process's syscalls, dd's are nearly all of them).  Wall times on a shared
+    machine move with its load; this does not, and it says how far stprof's
+    probes are from the floor's.  stprof runs in this process here (the same
+    probes as the CLI's), alternating with the floor."""
+    from collectors import ebpf_kernel
+    from collectors.base import Options
+    from collectors.ebpf import EbpfCollector
+
+    if bench.floor is None:
+        return
+    floor = bench.floor
+    sysctl = ebpf_kernel.BPF_STATS_SYSCTL
+    try:
+        was = sysctl.read_text().strip()
+        sysctl.write_text("1")
+    except OSError as exc:
+        bench.lines.append(f"probe cost: kernel.bpf_stats_enabled not available ({exc})")
+        return
+    print(f"bench: probe cost: 2 commands x {bench.rounds} rounds", file=sys.stderr)
+    ratios, ours, floors = [], [], []
+    try:
+        with EbpfCollector(Options(command=STORM, kernel_stacks="off")) as collector:
+            collector.prepare()
+            hot = [f.fd for name, f in collector.bpf_functions().items()
+                   if name in (b"raw_tracepoint__sys_enter", b"raw_tracepoint__sys_exit")]
+            for _ in range(bench.rounds):
+                floors.append(probe_nanoseconds(floor.attached_fds(), floor.attached_run(STORM)))
+                ours.append(probe_nanoseconds(hot, collector.run))
+                ratios.append(ours[-1] / floors[-1])
+    finally:
+        sysctl.write_text(was)
+    bench.lines.append(
+        f"probe cost per syscall on dd bs=1 count=200000 (kernel.bpf_stats_enabled): stprof's "
+        f"sys_enter+sys_exit {statistics.median(ours):.0f} ns ({min(ours):.0f}-{max(ours):.0f}), "
+        f"the floor's {statistics.median(floors):.0f} ns ({min(floors):.0f}-{max(floors):.0f}); "
+        f"paired ratio {statistics.median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f})")
+
+
 def bench_trace_set(bench: Bench, ebpf: bool) -> None:
     """400k syscalls, none of them traced (-e trace=openat): what untraced calls cost."""
     name = "dd bs=1 count=200000, -e trace=openat"
@@ -384,6 +463,7 @@ WORKLOADS: dict[str, Callable[[Bench, bool], None]] = {
     "forks": lambda bench, ebpf: bench_both(bench, "300 forks of /bin/true", FORKS, ebpf,
                                             bench.slow_rounds, ptrace_target=1.0),
     "start-up": startup,
+    "probe-cost": lambda bench, ebpf: probe_cost(bench) if ebpf else None,
 }
 
 

@@ -141,6 +141,10 @@ class EbpfCollector(Collector):
         self._early_closed: list[read.ClosedThread] | None = None
         self._deadline = ""  # at the deadline: "killed", "untraced" or "" (not reached)
 
+    def bpf_functions(self) -> dict[bytes, Any]:
+        """The loaded BPF programs by name (bcc's BPF.Function: .fd), for benchmarks."""
+        return dict(self._bpf.funcs) if self._bpf is not None else {}
+
     @property
     def from_cache(self) -> bool:
         """Whether the loaded probes came from collectors.ebpf_cache, not a compile."""

@@ -282,6 +282,23 @@ def recursion_misses(prog_fd: int) -> int | None:
     return misses
 
 
+PROG_INFO_RUN_TIME_OFFSET = 192  # run_time_ns, then run_cnt (kernel.bpf_stats_enabled)
+BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def run_stats(prog_fd: int) -> tuple[int, int] | None:
+    """(run_time_ns, run_cnt) the kernel counted for this program while
+    kernel.bpf_stats_enabled was on, or None where it cannot say."""
+    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    attr = bytearray(16)
+    struct.pack_into("IIQ", attr, 0, prog_fd, PROG_INFO_SIZE, ctypes.addressof(info))
+    result, _ = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    if result < 0 or struct.unpack_from("I", attr, 4)[0] < PROG_INFO_RUN_TIME_OFFSET + 16:
+        return None
+    run_time, runs = struct.unpack_from("QQ", info.raw, PROG_INFO_RUN_TIME_OFFSET)
+    return int(run_time), int(runs)
+
+
 # ---------------------------------------------------------------- fentry
 def _btf_func_id(name: str) -> int | None:
     """The BTF type id of kernel function ``name`` in vmlinux BTF, or None."""
