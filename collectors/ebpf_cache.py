@@ -319,6 +319,8 @@ def entry_of(bpf: Any, key: str) -> Entry | None:
 
 def store(bpf: Any, key: str) -> Path | None:
     """Keep the compile in ``bpf`` for later runs (best effort: None if not kept)."""
+    if cache_dir() is None:
+        return None
     entry = entry_of(bpf, key)
     return None if entry is None else write_entry(entry)
 
