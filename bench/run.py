@@ -202,11 +202,17 @@ def run_command(command: Command, floor: FloorProbe | None, scratch: Path) -> fl
     return time_once(command.argv)
 
 
-def measure(commands: list[Command], rounds: int, floor: FloorProbe | None) -> None:
-    """Round-robin: every command once per round, so noise hits all alike."""
+def measure(commands: list[Command], rounds: int, floor: FloorProbe | None,
+            settle: float = 0.0) -> None:
+    """Round-robin: every command once per round, so noise hits all alike; each
+    starts ``settle`` seconds after the one before ended: an eBPF run's
+    tracepoints are released by its keeper after stprof has exited (RCU
+    waits, tens of ms of kernel work), which would otherwise land in whichever
+    command comes next (in the storm's rounds, the untraced and floor runs)."""
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
             for command in commands:
+                time.sleep(settle)
                 command.seconds.append(run_command(command, floor, Path(tmp)))
 
 
@@ -241,6 +247,7 @@ class Bench:
     rounds: int
     slow_rounds: int
     floor: FloorProbe | None
+    settle: float = 0.0
     rows: list[Row] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
@@ -248,7 +255,7 @@ class Bench:
                  pairs: Callable[[dict[str, Command]], list[Row]]) -> None:
         runnable = [c for c in commands if not c.under_floor or self.floor is not None]
         print(f"bench: {name}: {len(runnable)} commands x {rounds} rounds", file=sys.stderr)
-        measure(runnable, rounds, self.floor)
+        measure(runnable, rounds, self.floor, self.settle)
         by_label = {c.label: c for c in runnable}
         self.rows += pairs(by_label)
 
@@ -483,6 +490,9 @@ def main() -> None:
     parser.add_argument("--slow-rounds", type=int, default=3,
                         help="rounds for the syscall storm under ptrace, strace and perf "
                              "trace (default 3)")
+    parser.add_argument("--settle", type=float, default=0.3,
+                        help="seconds of quiet before each command (default 0.3): an eBPF "
+                             "run's tracepoints are released in the background after it")
     parser.add_argument("--only", type=workload_names, default=list(WORKLOADS),
                         help="comma-separated workloads to run, of: " + ", ".join(WORKLOADS)
                              + " (default: all)")
@@ -492,7 +502,7 @@ def main() -> None:
     if not ebpf:
         print("bench: the ebpf collector cannot run here; see `stprof doctor`", file=sys.stderr)
     floor = FloorProbe() if ebpf else None
-    bench = Bench(args.rounds, args.slow_rounds, floor)
+    bench = Bench(args.rounds, args.slow_rounds, floor, args.settle)
     try:
         for name in args.only:
             WORKLOADS[name](bench, ebpf)
