@@ -189,6 +189,8 @@ class EbpfCollector(Collector):
                         _tracepoint_availability("irq", "softirq_entry")),
             ProbeMethod("stacks", "perf_event sampling (cycles, else cpu-clock), BPF stack maps",
                         _sampling_availability()),
+            ProbeMethod("start-up", "compiled probes kept between runs (ebpf_cache)",
+                        _cache_availability()),
         ]
 
     # ------------------------------------------------------------ lifecycle
@@ -886,6 +888,12 @@ def _sampling_availability() -> Availability:
     if clock.ok:
         return Availability.yes("cpu-clock (hrtimer): no hardware counters here")
     return clock
+
+
+def _cache_availability() -> Availability:
+    usable, what = ebpf_cache.describe()
+    return (Availability.yes(what) if usable
+            else Availability.no(what, f"set {ebpf_cache.ENV_DIR} to a directory of your own"))
 
 
 def _syscall_methods() -> list[ProbeMethod]:

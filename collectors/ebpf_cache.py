@@ -133,6 +133,20 @@ def cache_key(source: str, cflags: list[str], bcc_identity: str | None = None) -
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def describe() -> tuple[bool, str]:
+    """(usable, what) of the cache here, for ``stprof doctor``."""
+    base = cache_dir()
+    if base is None:
+        return False, f"off ({ENV_DIR}={os.environ.get(ENV_DIR, '')!r}): every run compiles"
+    directory = base / "ebpf"
+    if not directory.exists():
+        return True, f"{directory} (made at the first compile)"
+    if not _safe_dir(directory, create=False):
+        return False, f"{directory} is not this user's alone (others may write it): not used"
+    entries = sum(1 for path in directory.glob("*.json"))
+    return True, f"{directory}: {entries} compiled plan(s)"
+
+
 # ------------------------------------------------------------------ entries
 @dataclass
 class Table:

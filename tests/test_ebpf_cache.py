@@ -230,3 +230,17 @@ def test_entry_the_kernel_refuses_is_undone_and_compiled(entries: Path) -> None:
     assert not from_cache
     assert profile.syscalls["getppid"].calls == GETPPID + CHILD + THREAD
     assert bpf_fds() == before  # nothing of the refused entry is left attached or open
+
+
+def test_doctor_says_where_the_cache_is(cache_in: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ebpf_cache.describe() == (True, f"{cache_in / 'ebpf'} (made at the first compile)")
+    assert ebpf_cache.write_entry(sample_entry()) is not None
+    assert ebpf_cache.describe() == (True, f"{cache_in / 'ebpf'}: 1 compiled plan(s)")
+    (cache_in / "ebpf").chmod(0o777)
+    try:
+        usable, what = ebpf_cache.describe()
+        assert not usable and "not used" in what
+    finally:
+        (cache_in / "ebpf").chmod(0o700)
+    monkeypatch.setenv(ebpf_cache.ENV_DIR, "off")
+    assert not ebpf_cache.describe()[0]
