@@ -228,6 +228,45 @@ def _bpf(cmd: int, attr: bytearray) -> tuple[int, int]:
     return result, (ctypes.get_errno() if result < 0 else 0)
 
 
+BPF_MAP_CREATE = 0
+BPF_MAP_TYPE_RINGBUF = 27
+OBJ_NAME_LEN = 16  # BPF_OBJ_NAME_LEN, with its NUL
+
+
+def _object_name(name: str) -> bytes:
+    """A map's or program's name as the kernel takes it: [A-Za-z0-9_.], 15 at most."""
+    kept = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_.") else "_" for ch in name)
+    return kept.encode()[:OBJ_NAME_LEN - 1]
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
+               flags: int, name: str) -> int:
+    """BPF_MAP_CREATE; the map's fd (raises OSError if refused)."""
+    if map_type == BPF_MAP_TYPE_RINGBUF:  # sized by max_entries alone
+        key_size = value_size = 0
+    attr = bytearray(128)
+    struct.pack_into("IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    attr[28:28 + OBJ_NAME_LEN - 1] = _object_name(name).ljust(OBJ_NAME_LEN - 1, b"\0")
+    fd, err = _bpf(BPF_MAP_CREATE, attr)
+    if fd < 0:
+        raise OSError(err, f"cannot create BPF map {name}: {os.strerror(err)}")
+    return fd
+
+
+def prog_load(prog_type: int, code: bytes, license_: str, kern_version: int, name: str,
+              expected_attach_type: int = 0) -> tuple[int, int]:
+    """BPF_PROG_LOAD of ``code`` (struct bpf_insn[]): (fd, 0) or (-1, errno)."""
+    insns = ctypes.create_string_buffer(code, len(code))
+    license_buffer = ctypes.create_string_buffer(license_.encode())
+    attr = bytearray(128)
+    struct.pack_into("IIQQ", attr, 0, prog_type, len(code) // 8, ctypes.addressof(insns),
+                     ctypes.addressof(license_buffer))
+    struct.pack_into("I", attr, 40, kern_version)
+    attr[48:48 + OBJ_NAME_LEN - 1] = _object_name(name).ljust(OBJ_NAME_LEN - 1, b"\0")
+    struct.pack_into("I", attr, 68, expected_attach_type)
+    return _bpf(BPF_PROG_LOAD, attr)
+
+
 def recursion_misses(prog_fd: int) -> int | None:
     """How often the kernel skipped this BPF program (recursion), or None."""
     info = ctypes.create_string_buffer(PROG_INFO_SIZE)
@@ -241,6 +280,23 @@ def recursion_misses(prog_fd: int) -> int | None:
         return None
     misses: int = struct.unpack_from("Q", info.raw, PROG_INFO_RECURSION_MISSES_OFFSET)[0]
     return misses
+
+
+PROG_INFO_RUN_TIME_OFFSET = 192  # run_time_ns, then run_cnt (kernel.bpf_stats_enabled)
+BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def run_stats(prog_fd: int) -> tuple[int, int] | None:
+    """(run_time_ns, run_cnt) the kernel counted for this program while
+    kernel.bpf_stats_enabled was on, or None where it cannot say."""
+    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    attr = bytearray(16)
+    struct.pack_into("IIQ", attr, 0, prog_fd, PROG_INFO_SIZE, ctypes.addressof(info))
+    result, _ = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    if result < 0 or struct.unpack_from("I", attr, 4)[0] < PROG_INFO_RUN_TIME_OFFSET + 16:
+        return None
+    run_time, runs = struct.unpack_from("QQ", info.raw, PROG_INFO_RUN_TIME_OFFSET)
+    return int(run_time), int(runs)
 
 
 # ---------------------------------------------------------------- fentry

@@ -45,6 +45,22 @@ VECTORS = (
     "spurious_apic",
     "deferred_error_apic",
 )
+# their numbers (arch/x86/include/asm/irq_vectors.h, the same since Linux 3.x), which
+# each vector's tracepoint passes (spurious_apic: the vector that came in)
+VECTOR_NUMBERS = {
+    "local_timer": 0xEC,
+    "reschedule": 0xFD,
+    "call_function": 0xFC,
+    "call_function_single": 0xFB,
+    "irq_work": 0xF6,
+    "x86_platform_ipi": 0xF7,
+    "thermal_apic": 0xFA,
+    "error_apic": 0xFE,
+    "spurious_apic": 0xFF,
+    "deferred_error_apic": 0xF4,
+}
+# stprof.c's shared pair of vector programs, attached to every vector's tracepoints
+VECTOR_ENTRY_FUNCTION, VECTOR_EXIT_FUNCTION = "vec_in", "vec_out"
 SOFTIRQS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED",
             "HRTIMER", "RCU")
 DEVICE_IRQS = "irq"  # stprof.c's kind 10; reported per irq as irq:NAME
@@ -152,9 +168,11 @@ class Plan:
         return [f"-D{name}={value}" for name, value in defines.items()]
 
     def vector_defines(self) -> dict[str, int]:
-        """stprof.c's VEC_<name>: 1 for the vectors whose probes are attached."""
+        """stprof.c's VECTORS (1 if the vectors' pair is attached) and VECNR_<name>."""
         attached = {function for _, function in self.manual_tracepoints}
-        return {f"VEC_{vector}": int(f"vec_in_{vector}" in attached) for vector in VECTORS}
+        defines = {"VECTORS": int(VECTOR_ENTRY_FUNCTION in attached)}
+        defines.update({f"VECNR_{vector}": VECTOR_NUMBERS[vector] for vector in VECTORS})
+        return defines
 
     def fault_tracepoints(self) -> list[tuple[str, str]]:
         """The fault-entry tracepoints attached by hand, with their function."""
@@ -184,8 +202,8 @@ def irq_tracepoints(raw: bool = False) -> list[tuple[str, str]]:
         if vector == "irq_work":
             continue
         if kernel.tracepoint_exists("irq_vectors", f"{vector}_entry"):
-            pairs.append((f"irq_vectors:{vector}_entry", f"vec_in_{vector}"))
-            pairs.append((f"irq_vectors:{vector}_exit", f"vec_out_{vector}"))
+            pairs.append((f"irq_vectors:{vector}_entry", VECTOR_ENTRY_FUNCTION))
+            pairs.append((f"irq_vectors:{vector}_exit", VECTOR_EXIT_FUNCTION))
     return pairs
 
 

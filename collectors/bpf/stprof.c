@@ -17,10 +17,11 @@
  *   FAULT_TIMED     1: minor-/major-faults software events mark completion
  *   STACK_FILTER    0: no stack sampling (on_sample is not compiled);
  *                   1: sample stacks only inside faults; 2: all kernel time
- *   VEC_<name>      1: compile the probes of x86 vector <name> (the plan
- *                   sets it for the vectors this kernel has and stprof attaches);
- *                   a probe that is not attached is not compiled either (the
- *                   compile is most of stprof's start-up)
+ *   VECTORS         1: compile vec_in/vec_out, the x86 vectors' shared pair
+ *                   (the plan sets it when it attaches any); a probe that is not
+ *                   attached is not compiled either (the compile is most of
+ *                   stprof's start-up)
+ *   VECNR_<name>    the number of x86 vector <name> (see vector_kind)
  *   NR_EXECVE NR_EXECVEAT NR_EXIT NR_EXIT_GROUP   this ABI's syscall numbers
  *   NR_RT_SIGRETURN NR_RESTART_SYSCALL           (-1 where the ABI has none)
  *   MAX_THREADS MAX_PROCS MAX_SYSCALLS STACK_ENTRIES   map sizes
@@ -1238,41 +1239,60 @@ static __always_inline int irq_leave(void *ctx, u32 kind)
     return 0;
 }
 
-/* one entry/exit pair per x86 vector, attached by name from ebpf.py (raw or
- * regular tracepoints alike: the vector number is not read) */
-#define VECTOR(name, kind) \
-    int vec_in_##name(void *ctx) { return irq_enter(kind); } \
-    int vec_out_##name(void *ctx) { return irq_leave(ctx, kind); }
+/* Every x86 vector's entry and exit tracepoint runs one of these two programs
+ * (ebpf.py attaches them to each irq_vectors:<name>_entry/_exit the plan
+ * lists; VECTORS is 1 when it lists any).  One shared pair instead of one per
+ * vector: each program carries its own copy of the inlined helpers, and eight
+ * pairs were a sixth of the compile.  The tracepoint's one argument,
+ * TP_PROTO(int vector), tells the kind: the x86 vector numbers
+ * (arch/x86/include/asm/irq_vectors.h, passed as VECNR_<name> by the plan)
+ * are fixed for each tracepoint but the spurious interrupt's, which passes
+ * the vector that came in; any number not of another kind is that one. */
+#if VECTORS
+static __always_inline u32 vector_kind(u32 vector)
+{
+    switch (vector) {
+    case VECNR_local_timer: return 0;
+    case VECNR_reschedule: return 1;
+    case VECNR_call_function: return 2;
+    case VECNR_call_function_single: return 3;
+    case VECNR_irq_work: return 4;
+    case VECNR_x86_platform_ipi: return 5;
+    case VECNR_thermal_apic: return 6;
+    case VECNR_error_apic: return 7;
+    case VECNR_deferred_error_apic: return 9;
+    default: return 8;      /* spurious_apic */
+    }
+}
 
-#if VEC_local_timer
-VECTOR(local_timer, 0)
+#if RAW_EVENTS
+/* raw tracepoints: TP_PROTO's arguments */
+static __always_inline u32 vector_number(void *ctx)
+{
+    return (u32)((struct bpf_raw_tracepoint_args *)ctx)->args[0];
+}
+#else
+/* regular tracepoints: tracefs' record (common fields, then int vector) */
+struct vector_record {
+    u64 common;
+    s32 vector;
+};
+
+static __always_inline u32 vector_number(void *ctx)
+{
+    return (u32)((struct vector_record *)ctx)->vector;
+}
 #endif
-#if VEC_reschedule
-VECTOR(reschedule, 1)
-#endif
-#if VEC_call_function
-VECTOR(call_function, 2)
-#endif
-#if VEC_call_function_single
-VECTOR(call_function_single, 3)
-#endif
-#if VEC_irq_work
-VECTOR(irq_work, 4)
-#endif
-#if VEC_x86_platform_ipi
-VECTOR(x86_platform_ipi, 5)
-#endif
-#if VEC_thermal_apic
-VECTOR(thermal_apic, 6)
-#endif
-#if VEC_error_apic
-VECTOR(error_apic, 7)
-#endif
-#if VEC_spurious_apic
-VECTOR(spurious_apic, 8)
-#endif
-#if VEC_deferred_error_apic
-VECTOR(deferred_error_apic, 9)
+
+int vec_in(void *ctx)
+{
+    return irq_enter(vector_kind(vector_number(ctx)));
+}
+
+int vec_out(void *ctx)
+{
+    return irq_leave(ctx, vector_kind(vector_number(ctx)));
+}
 #endif
 
 static __always_inline int irq_handler_done(void *ctx, u32 irq)
